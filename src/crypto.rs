@@ -1,0 +1,251 @@
+//! Everything secret: random tokens, token hashes, the AEAD for platform access tokens, and
+//! password hashing. Nothing here is hand-rolled; it wraps RustCrypto's reviewed crates.
+
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::error::Error;
+
+/// 256 bits from the OS generator, URL-safe base64: session tokens, CSRF tokens, keys.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// What the database keeps of a session token: a leaked table does not yield usable cookies.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Encrypts platform access tokens at rest with XChaCha20-Poly1305 (random 192-bit nonces, so no
+/// nonce bookkeeping). The owning user's id is bound in as associated data, so a ciphertext copied
+/// onto another user's row does not decrypt.
+pub struct TokenCipher(XChaCha20Poly1305);
+
+const NONCE_LEN: usize = 24;
+
+impl TokenCipher {
+    /// `key` is base64 of exactly 32 bytes (the `token_key` setting).
+    pub fn from_base64(key: &str) -> Result<TokenCipher, String> {
+        let bytes = STANDARD
+            .decode(key.trim())
+            .map_err(|_| "token_key is not valid base64".to_string())?;
+        if bytes.len() != 32 {
+            return Err(format!(
+                "token_key must be base64 of 32 bytes, got {} bytes",
+                bytes.len()
+            ));
+        }
+        XChaCha20Poly1305::new_from_slice(&bytes)
+            .map(TokenCipher)
+            .map_err(|_| "token_key has the wrong length".to_string())
+    }
+
+    pub fn generate_key() -> String {
+        STANDARD.encode(random_bytes::<32>())
+    }
+
+    pub fn encrypt(&self, plaintext: &str, user_id: i64) -> Result<Vec<u8>, Error> {
+        let nonce_bytes = random_bytes::<NONCE_LEN>();
+        let aad = user_id.to_be_bytes();
+        let ciphertext = self
+            .0
+            .encrypt(
+                XNonce::from_slice(&nonce_bytes),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::Internal("access token encryption failed".into()))?;
+        let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        blob.extend_from_slice(&nonce_bytes);
+        blob.extend_from_slice(&ciphertext);
+        Ok(blob)
+    }
+
+    pub fn decrypt(&self, blob: &[u8], user_id: i64) -> Result<String, Error> {
+        if blob.len() < NONCE_LEN {
+            return Err(Error::Internal("stored access token is truncated".into()));
+        }
+        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+        let aad = user_id.to_be_bytes();
+        let plaintext = self
+            .0
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| {
+                Error::Internal("stored access token does not decrypt with token_key".into())
+            })?;
+        String::from_utf8(plaintext)
+            .map_err(|_| Error::Internal("stored access token is not UTF-8".into()))
+    }
+}
+
+/// Argon2id password hashing with the crate's defaults (the OWASP minimum: 19 MiB, t=2, p=1).
+///
+/// Each hash takes tens of milliseconds of CPU and ~19 MiB, so hashing runs on the blocking pool
+/// and at most `permits` hashes run at once: a flood of logins queues here instead of stalling the
+/// async workers or taking unbounded memory.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    permits: Arc<Semaphore>,
+}
+
+/// The result of checking a password.
+pub struct Verification {
+    pub valid: bool,
+    /// A fresh hash when the stored one used weaker parameters than today's defaults.
+    pub upgraded_hash: Option<String>,
+}
+
+impl PasswordHasherPool {
+    pub fn new(permits: usize) -> PasswordHasherPool {
+        PasswordHasherPool {
+            permits: Arc::new(Semaphore::new(permits.max(1))),
+        }
+    }
+
+    /// One permit per core.
+    pub fn for_this_machine() -> PasswordHasherPool {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        PasswordHasherPool::new(cores)
+    }
+
+    pub async fn hash(&self, password: &str) -> Result<String, Error> {
+        let password = password.to_owned();
+        self.run(move || hash_now(&password)).await?
+    }
+
+    /// Checks `password` against `stored`, or against a fixed dummy hash when there is no user, so
+    /// that an unknown username costs the same time as a wrong password.
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verification, Error> {
+        let password = password.to_owned();
+        let stored = stored.map(str::to_owned);
+        self.run(move || {
+            let (hash, real) = match &stored {
+                Some(h) => (h.as_str(), true),
+                None => (dummy_hash(), false),
+            };
+            let Ok(parsed) = PasswordHash::new(hash) else {
+                return Ok(Verification {
+                    valid: false,
+                    upgraded_hash: None,
+                });
+            };
+            let matches = Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            let valid = matches && real;
+            let upgraded_hash = if valid && needs_rehash(&parsed) {
+                Some(hash_now(&password)?)
+            } else {
+                None
+            };
+            Ok(Verification {
+                valid,
+                upgraded_hash,
+            })
+        })
+        .await?
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("password hasher shut down".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))
+    }
+}
+
+fn hash_now(password: &str) -> Result<String, Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+}
+
+fn needs_rehash(hash: &PasswordHash<'_>) -> bool {
+    let current = Params::default();
+    let Ok(stored) = Params::try_from(hash) else {
+        return true;
+    };
+    hash.algorithm != argon2::Algorithm::Argon2id.ident()
+        || hash.version != Some(argon2::Version::V0x13.into())
+        || stored.m_cost() < current.m_cost()
+        || stored.t_cost() < current.t_cost()
+        || stored.p_cost() < current.p_cost()
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_now(&random_token()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_cipher_round_trips_and_binds_the_owner() {
+        let cipher = TokenCipher::from_base64(&TokenCipher::generate_key()).unwrap();
+        let blob = cipher.encrypt("secret-token", 7).unwrap();
+        assert!(!blob.windows(12).any(|w| w == b"secret-token"));
+        assert_eq!(cipher.decrypt(&blob, 7).unwrap(), "secret-token");
+        assert!(cipher.decrypt(&blob, 8).is_err());
+    }
+
+    #[test]
+    fn token_key_of_the_wrong_size_is_refused() {
+        assert!(TokenCipher::from_base64(&STANDARD.encode([0u8; 16])).is_err());
+        assert!(TokenCipher::from_base64("not base64!").is_err());
+    }
+
+    #[test]
+    fn weaker_hash_parameters_need_a_rehash() {
+        let weak = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            Params::new(8, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = weak.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(needs_rehash(&PasswordHash::new(&hash).unwrap()));
+        let strong = hash_now("pw").unwrap();
+        assert!(!needs_rehash(&PasswordHash::new(&strong).unwrap()));
+    }
+}

@@ -1,0 +1,173 @@
+use std::str::FromStr;
+use std::time::Duration;
+
+use rocket::figment::Figment;
+use rocket_db_pools::Database;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection as _, Postgres, Sqlite};
+
+/// The application's database, configured under `databases.tether`.
+#[derive(Database)]
+#[database("tether")]
+pub struct Db(DbPool);
+
+/// Which engine a URL (and so a pool) speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl Engine {
+    pub fn from_url(url: &str) -> Option<Engine> {
+        let scheme = url.split_once(':')?.0;
+        match scheme {
+            "sqlite" => Some(Engine::Sqlite),
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum DbPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+pub enum DbConn {
+    Sqlite(PoolConnection<Sqlite>),
+    Postgres(PoolConnection<Postgres>),
+}
+
+pub enum Tx<'c> {
+    Sqlite(sqlx::Transaction<'c, Sqlite>),
+    Postgres(sqlx::Transaction<'c, Postgres>),
+}
+
+impl DbPool {
+    /// Builds the pool described by rocket_db_pools' configuration, creating the SQLite file (and
+    /// its directory) when the URL allows it.
+    pub async fn connect(config: &rocket_db_pools::Config) -> Result<DbPool, sqlx::Error> {
+        let acquire_timeout = Duration::from_secs(config.connect_timeout);
+        let idle_timeout = config.idle_timeout.map(Duration::from_secs);
+        let max = u32::try_from(config.max_connections.max(1)).unwrap_or(u32::MAX);
+        let min = config.min_connections.unwrap_or(0).min(max);
+        match Engine::from_url(&config.url) {
+            Some(Engine::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(&config.url)?
+                    .foreign_keys(true)
+                    // WAL lets readers proceed while one connection writes; the busy timeout makes
+                    // concurrent writers wait for each other instead of failing with SQLITE_BUSY.
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5));
+                let file = options.clone().get_filename();
+                if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    if !file.as_os_str().is_empty() && file.as_os_str() != ":memory:" {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .min_connections(min)
+                    .acquire_timeout(acquire_timeout)
+                    .idle_timeout(idle_timeout)
+                    .test_before_acquire(false)
+                    .connect_with(options)
+                    .await?;
+                Ok(DbPool::Sqlite(pool))
+            }
+            Some(Engine::Postgres) => {
+                let options = PgConnectOptions::from_str(&config.url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max)
+                    .min_connections(min)
+                    .acquire_timeout(acquire_timeout)
+                    .idle_timeout(idle_timeout)
+                    .connect_with(options)
+                    .await?;
+                Ok(DbPool::Postgres(pool))
+            }
+            None => Err(sqlx::Error::Configuration(
+                format!(
+                    "unsupported database URL `{}`: use sqlite://… or postgres://…",
+                    redact_url(&config.url)
+                )
+                .into(),
+            )),
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            DbPool::Sqlite(_) => Engine::Sqlite,
+            DbPool::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
+        match self {
+            DbPool::Sqlite(p) => p.acquire().await.map(DbConn::Sqlite),
+            DbPool::Postgres(p) => p.acquire().await.map(DbConn::Postgres),
+        }
+    }
+}
+
+/// Hides a password in a database URL before it reaches a log line or error page.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[rocket::async_trait]
+impl rocket_db_pools::Pool for DbPool {
+    type Connection = DbConn;
+    type Error = sqlx::Error;
+
+    async fn init(figment: &Figment) -> Result<Self, Self::Error> {
+        let config: rocket_db_pools::Config = figment
+            .extract()
+            .map_err(|e| sqlx::Error::Configuration(Box::new(e)))?;
+        DbPool::connect(&config).await
+    }
+
+    async fn get(&self) -> Result<Self::Connection, Self::Error> {
+        self.acquire().await
+    }
+
+    async fn close(&self) {
+        match self {
+            DbPool::Sqlite(p) => p.close().await,
+            DbPool::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+impl DbConn {
+    /// Starts a transaction; it rolls back unless `commit` is called.
+    pub async fn begin(&mut self) -> Result<Tx<'_>, sqlx::Error> {
+        match self {
+            DbConn::Sqlite(c) => c.begin().await.map(Tx::Sqlite),
+            DbConn::Postgres(c) => c.begin().await.map(Tx::Postgres),
+        }
+    }
+}
+
+impl Tx<'_> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await,
+            Tx::Postgres(t) => t.commit().await,
+        }
+    }
+}

@@ -1,0 +1,129 @@
+use std::convert::Infallible;
+
+use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
+use rocket_dyn_templates::Template;
+use serde::Serialize;
+
+use super::{CsrfToken, CurrentUser, PlatformContext};
+use crate::models::Platform;
+use crate::routes::assets;
+
+/// What the shared layout shows on every page (the seed app's "context processor"): the
+/// signed-in user, the active platform and the switcher's entries, the CSRF token for the meta
+/// tag, and any flash message. Built from the request's cached guards, so it costs no extra
+/// query when the handler already resolved the user and platform.
+#[derive(Clone, Debug, Serialize)]
+pub struct Layout {
+    pub user: Option<UserView>,
+    pub active_platform: Option<Platform>,
+    pub user_platforms: Vec<Platform>,
+    pub csrf_token: String,
+    pub flash: Option<FlashView>,
+    pub asset_version: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FlashView {
+    pub kind: String,
+    pub message: String,
+    /// Errors interrupt (`alert`); confirmations wait their turn (`status`).
+    pub role: &'static str,
+}
+
+impl FlashView {
+    pub fn new(kind: &str, message: impl Into<String>) -> FlashView {
+        let role = if matches!(kind, "error" | "warning") {
+            "alert"
+        } else {
+            "status"
+        };
+        FlashView {
+            kind: kind.to_string(),
+            message: message.into(),
+            role,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct View<'a, T: Serialize> {
+    #[serde(flatten)]
+    layout: &'a Layout,
+    title: &'a str,
+    page: T,
+}
+
+impl Layout {
+    /// A layout for pages rendered without guards (error pages): no user, no database.
+    pub fn bare() -> Layout {
+        Layout {
+            user: None,
+            active_platform: None,
+            user_platforms: Vec::new(),
+            csrf_token: String::new(),
+            flash: None,
+            asset_version: assets::version(),
+        }
+    }
+
+    pub fn render(&self, template: &'static str, title: &str, page: impl Serialize) -> Template {
+        Template::render(
+            template,
+            View {
+                layout: self,
+                title,
+                page,
+            },
+        )
+    }
+
+    /// Shows `message` in this page's flash region (for forms re-rendered with an error).
+    pub fn with_flash(mut self, kind: &str, message: impl Into<String>) -> Layout {
+        self.flash = Some(FlashView::new(kind, message));
+        self
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Layout {
+    type Error = Infallible;
+
+    async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Infallible> {
+        let user = req.guard::<&CurrentUser>().await.succeeded();
+        let platform = match user {
+            Some(_) => req.guard::<&PlatformContext>().await.succeeded(),
+            None => None,
+        };
+        let csrf_token = req
+            .guard::<CsrfToken>()
+            .await
+            .succeeded()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default();
+        let flash = req
+            .guard::<Option<FlashMessage<'_>>>()
+            .await
+            .succeeded()
+            .flatten()
+            .map(|f| FlashView::new(f.kind(), f.message()));
+        Outcome::Success(Layout {
+            user: user.map(|u| UserView {
+                id: u.id,
+                username: u.username.clone(),
+                is_admin: u.is_admin(),
+            }),
+            active_platform: platform.map(|p| p.active.clone()),
+            user_platforms: platform.map(|p| p.platforms.clone()).unwrap_or_default(),
+            csrf_token,
+            flash,
+            asset_version: assets::version(),
+        })
+    }
+}

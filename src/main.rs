@@ -1,0 +1,142 @@
+use std::io::BufRead;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use tether::config;
+use tether::crypto::PasswordHasherPool;
+use tether::db::{self, DbPool};
+use tether::forms;
+use tether::models::{NewUser, Role, User};
+
+/// tether: a multi-account dashboard for Mastodon and Pixelfed.
+///
+/// Every command reads the same configuration: Rocket.toml and ROCKET_* environment variables.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from the first line of standard input.
+    Add {
+        username: String,
+        email: String,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[rocket::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Migrate => migrate().await.map(|_| println!("migrations applied")),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    email,
+                    admin,
+                },
+        } => add_user(&username, &email, admin).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), String> {
+    tether::rocket()
+        .launch()
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+async fn connect() -> Result<DbPool, String> {
+    let figment = config::figment();
+    let config: rocket_db_pools::Config = figment
+        .focus("databases.tether")
+        .join(("max_connections", 2))
+        .join(("connect_timeout", 5))
+        .extract()
+        .map_err(|e| format!("invalid database configuration: {e}"))?;
+    DbPool::connect(&config)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+async fn migrate() -> Result<DbPool, String> {
+    let pool = connect().await?;
+    db::migrate(&pool)
+        .await
+        .map_err(|e| format!("migrations failed: {e}"))?;
+    Ok(pool)
+}
+
+async fn add_user(username: &str, email: &str, admin: bool) -> Result<(), String> {
+    forms::check_username(username)?;
+    forms::check_email(email)?;
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    forms::check_password(password, username)?;
+
+    let pool = migrate().await?;
+    let hash = PasswordHasherPool::new(1)
+        .hash(password)
+        .await
+        .map_err(|e| e.message())?;
+    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    if User::username_taken(&mut conn, username)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!("the username `{username}` is taken"));
+    }
+    if User::email_taken(&mut conn, email, None)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Err(format!("an account with the email `{email}` exists"));
+    }
+    let user = User::create(
+        &mut conn,
+        NewUser {
+            username,
+            email,
+            password_hash: &hash,
+            role: Some(if admin { Role::Admin } else { Role::User }),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!("created {} `{}` (id {})", user.role, user.username, user.id);
+    Ok(())
+}

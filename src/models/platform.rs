@@ -1,0 +1,280 @@
+use serde::Serialize;
+use sqlx::FromRow;
+
+use crate::db::{query, Exec, Timestamp};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformType {
+    Mastodon,
+    Pixelfed,
+}
+
+impl PlatformType {
+    pub const ALL: [PlatformType; 2] = [PlatformType::Mastodon, PlatformType::Pixelfed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlatformType::Mastodon => "mastodon",
+            PlatformType::Pixelfed => "pixelfed",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PlatformType::Mastodon => "Mastodon",
+            PlatformType::Pixelfed => "Pixelfed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PlatformType> {
+        PlatformType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A connected platform account. The access token is not a field: it stays encrypted in the
+/// database and is read only through [`Platform::encrypted_token`].
+#[derive(Clone, Debug, FromRow, Serialize)]
+pub struct Platform {
+    pub id: i64,
+    #[serde(skip)]
+    pub user_id: i64,
+    pub name: String,
+    pub platform_type: String,
+    pub instance_url: String,
+    pub username: String,
+    pub is_active: bool,
+    pub is_default: bool,
+    #[serde(skip)]
+    pub created_at: Timestamp,
+    #[serde(skip)]
+    pub updated_at: Timestamp,
+}
+
+/// Validated fields of the setup and edit forms.
+pub struct NewPlatform {
+    pub name: String,
+    pub platform_type: PlatformType,
+    pub instance_url: String,
+    pub username: String,
+    pub is_active: bool,
+}
+
+const SELECT: &str = "SELECT id, user_id, name, platform_type, instance_url, username, is_active,
+       is_default, created_at, updated_at
+FROM platform_connections";
+
+/// Oldest first: the order of the switcher and of the last-resort fallback.
+const ORDER: &str = "ORDER BY created_at, id";
+
+impl Platform {
+    pub fn kind(&self) -> Option<PlatformType> {
+        PlatformType::parse(&self.platform_type)
+    }
+
+    pub async fn list_for_user(
+        db: &mut impl Exec,
+        user_id: i64,
+    ) -> Result<Vec<Platform>, sqlx::Error> {
+        query(&format!("{SELECT} WHERE user_id = $1 {ORDER}"))
+            .bind(user_id)
+            .fetch_all(db)
+            .await
+    }
+
+    pub async fn list_active_for_user(
+        db: &mut impl Exec,
+        user_id: i64,
+    ) -> Result<Vec<Platform>, sqlx::Error> {
+        query(&format!("{SELECT} WHERE user_id = $1 AND is_active {ORDER}"))
+            .bind(user_id)
+            .fetch_all(db)
+            .await
+    }
+
+    /// Ownership is part of the query: another user's id reads as missing.
+    pub async fn find_for_user(
+        db: &mut impl Exec,
+        user_id: i64,
+        id: i64,
+    ) -> Result<Option<Platform>, sqlx::Error> {
+        query(&format!("{SELECT} WHERE id = $1 AND user_id = $2"))
+            .bind(id)
+            .bind(user_id)
+            .fetch_optional(db)
+            .await
+    }
+
+    pub async fn encrypted_token(
+        db: &mut impl Exec,
+        user_id: i64,
+        id: i64,
+    ) -> Result<Option<Vec<u8>>, sqlx::Error> {
+        let row: Option<(Vec<u8>,)> = query(
+            "SELECT access_token_encrypted FROM platform_connections WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?;
+        Ok(row.map(|(token,)| token))
+    }
+
+    pub async fn name_taken(
+        db: &mut impl Exec,
+        user_id: i64,
+        name: &str,
+        except_id: Option<i64>,
+    ) -> Result<bool, sqlx::Error> {
+        let row: Option<(i64,)> = query(
+            "SELECT id FROM platform_connections
+             WHERE user_id = $1 AND name = $2 AND ($3 IS NULL OR id <> $3)",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(except_id)
+        .fetch_optional(db)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    pub async fn account_taken(
+        db: &mut impl Exec,
+        user_id: i64,
+        instance_url: &str,
+        username: &str,
+        except_id: Option<i64>,
+    ) -> Result<bool, sqlx::Error> {
+        let row: Option<(i64,)> = query(
+            "SELECT id FROM platform_connections
+             WHERE user_id = $1 AND instance_url = $2 AND lower(username) = lower($3)
+               AND ($4 IS NULL OR id <> $4)",
+        )
+        .bind(user_id)
+        .bind(instance_url)
+        .bind(username)
+        .bind(except_id)
+        .fetch_optional(db)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Inserts the platform; a user's first platform becomes their default in the same statement.
+    pub async fn create(
+        db: &mut impl Exec,
+        user_id: i64,
+        new: &NewPlatform,
+        encrypted_token: Vec<u8>,
+    ) -> Result<Platform, sqlx::Error> {
+        let now = Timestamp::now();
+        query(
+            "INSERT INTO platform_connections
+                 (user_id, name, platform_type, instance_url, username, access_token_encrypted,
+                  is_active, is_default, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7,
+                     $7 AND NOT EXISTS (SELECT 1 FROM platform_connections
+                                        WHERE user_id = $1 AND is_default),
+                     $8, $8)
+             RETURNING id, user_id, name, platform_type, instance_url, username, is_active,
+                       is_default, created_at, updated_at",
+        )
+        .bind(user_id)
+        .bind(new.name.as_str())
+        .bind(new.platform_type.as_str())
+        .bind(new.instance_url.as_str())
+        .bind(new.username.as_str())
+        .bind(encrypted_token)
+        .bind(new.is_active)
+        .bind(now)
+        .fetch_one(db)
+        .await
+    }
+
+    /// Updates the fields; `encrypted_token: None` keeps the stored token. False when the
+    /// platform is not this user's.
+    pub async fn update(
+        db: &mut impl Exec,
+        user_id: i64,
+        id: i64,
+        changes: &NewPlatform,
+        encrypted_token: Option<Vec<u8>>,
+    ) -> Result<bool, sqlx::Error> {
+        let changed = query(
+            "UPDATE platform_connections
+             SET name = $3, platform_type = $4, instance_url = $5, username = $6, is_active = $7,
+                 access_token_encrypted = COALESCE($8, access_token_encrypted), updated_at = $9
+             WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(changes.name.as_str())
+        .bind(changes.platform_type.as_str())
+        .bind(changes.instance_url.as_str())
+        .bind(changes.username.as_str())
+        .bind(changes.is_active)
+        .bind(encrypted_token)
+        .bind(Timestamp::now())
+        .execute(db)
+        .await?;
+        Ok(changed > 0)
+    }
+
+    pub async fn delete(db: &mut impl Exec, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+        let deleted = query("DELETE FROM platform_connections WHERE id = $1 AND user_id = $2")
+            .bind(id)
+            .bind(user_id)
+            .execute(db)
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// Makes `id` the user's only default. Run inside a transaction: the old default is cleared
+    /// first because the one-default index is checked row by row.
+    pub async fn set_default(
+        db: &mut impl Exec,
+        user_id: i64,
+        id: i64,
+    ) -> Result<bool, sqlx::Error> {
+        query(
+            "UPDATE platform_connections SET is_default = FALSE
+             WHERE user_id = $1 AND is_default AND id <> $2",
+        )
+        .bind(user_id)
+        .bind(id)
+        .execute(db)
+        .await?;
+        let changed = query(
+            "UPDATE platform_connections SET is_default = TRUE, updated_at = $3
+             WHERE id = $1 AND user_id = $2 AND is_active",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(Timestamp::now())
+        .execute(db)
+        .await?;
+        Ok(changed > 0)
+    }
+
+    /// Keeps "the default" meaningful after a delete or deactivation: an inactive platform stops
+    /// being the default, and if no default is left the oldest active platform becomes it.
+    pub async fn repair_default(db: &mut impl Exec, user_id: i64) -> Result<(), sqlx::Error> {
+        query(
+            "UPDATE platform_connections SET is_default = FALSE
+             WHERE user_id = $1 AND is_default AND NOT is_active",
+        )
+        .bind(user_id)
+        .execute(db)
+        .await?;
+        query(
+            "UPDATE platform_connections SET is_default = TRUE
+             WHERE id = (SELECT id FROM platform_connections
+                         WHERE user_id = $1 AND is_active ORDER BY created_at, id LIMIT 1)
+               AND NOT EXISTS (SELECT 1 FROM platform_connections
+                               WHERE user_id = $1 AND is_default)",
+        )
+        .bind(user_id)
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+use rocket::get;
+use rocket::response::Redirect;
+
+use super::Reply;
+use crate::guards::{CurrentUser, Layout};
+
+/// Signed in: straight to work. Otherwise the landing page.
+#[get("/")]
+pub fn index(user: Option<&CurrentUser>, layout: Layout) -> Reply {
+    match user {
+        Some(_) => Reply::Redirect(Redirect::to("/dashboard")),
+        None => Reply::Page(layout.render("index", "Welcome", ())),
+    }
+}

@@ -1,0 +1,81 @@
+//! Every route, one file per area. Handlers stay thin: guards resolve who and what, models hold
+//! the SQL, `forms` holds the field rules.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod dashboard;
+pub mod health;
+pub mod home;
+pub mod platforms;
+
+use rocket::response::{Flash, Redirect};
+use rocket::Route;
+use rocket_dyn_templates::Template;
+
+/// What an HTML handler answers: a page, a form re-rendered with its problems, or a redirect.
+#[derive(rocket::Responder)]
+pub enum Reply {
+    Page(Template),
+    #[response(status = 401)]
+    Unauthorized(Template),
+    #[response(status = 422)]
+    Invalid(Template),
+    Redirect(Redirect),
+    Flash(Flash<Redirect>),
+}
+
+pub fn routes() -> Vec<Route> {
+    rocket::routes![
+        home::index,
+        health::healthz,
+        assets::file,
+        auth::login_page,
+        auth::login,
+        auth::logout,
+        auth::register_page,
+        auth::register,
+        dashboard::show,
+        platforms::index,
+        platforms::new,
+        platforms::create,
+        platforms::edit,
+        platforms::update,
+        platforms::make_default,
+        platforms::delete,
+        platforms::switch,
+        api::platforms,
+        api::switch_platform,
+    ]
+}
+
+/// `next` after login: only a local path (`/x`), never `//host`, `/\host` or a scheme.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            n.to_string()
+        }
+        _ => "/dashboard".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_accepts_only_local_paths() {
+        assert_eq!(safe_next(Some("/platforms?x=1")), "/platforms?x=1");
+        assert_eq!(safe_next(Some("//evil.example")), "/dashboard");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/dashboard");
+        assert_eq!(safe_next(Some("https://evil.example")), "/dashboard");
+        assert_eq!(safe_next(Some("javascript:alert(1)")), "/dashboard");
+        assert_eq!(safe_next(Some("/ok\nLocation: x")), "/dashboard");
+        assert_eq!(safe_next(None), "/dashboard");
+    }
+}
