@@ -154,9 +154,11 @@ pub fn prepare(figment: Figment) -> Result<(Figment, Runtime), String> {
             settings.token_key = Some(key);
         }
     } else if settings.token_key.is_none() {
-        return Err("token_key is not set: set it in Rocket.toml or ROCKET_TOKEN_KEY to base64 of \
+        return Err(
+            "token_key is not set: set it in Rocket.toml or ROCKET_TOKEN_KEY to base64 of \
              32 random bytes (for example `openssl rand -base64 32`)"
-            .into());
+                .into(),
+        );
     }
 
     let secure_cookies = settings.secure_cookies.unwrap_or(!debug);

@@ -145,7 +145,11 @@ impl PasswordHasherPool {
 
     /// Checks `password` against `stored`, or against a fixed dummy hash when there is no user, so
     /// that an unknown username costs the same time as a wrong password.
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<Verification, Error> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> Result<Verification, Error> {
         let password = password.to_owned();
         let stored = stored.map(str::to_owned);
         self.run(move || {

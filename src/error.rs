@@ -12,7 +12,8 @@ pub const MSG_SESSION_EXPIRED: &str = "Session expired. Please log in again.";
 pub const MSG_NO_PLATFORM: &str = "No active platform found. Please configure a platform.";
 pub const MSG_DATABASE: &str = "A database error occurred. Please try again.";
 pub const MSG_TOO_LARGE: &str = "The submitted data is too large.";
-pub const MSG_CSRF: &str = "Your form has expired or did not come from this site. Reload the page and try again.";
+pub const MSG_CSRF: &str =
+    "Your form has expired or did not come from this site. Reload the page and try again.";
 
 #[derive(Debug)]
 pub enum Error {

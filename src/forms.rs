@@ -93,16 +93,75 @@ const TOKEN_MAX_CHARS: usize = 2048;
 /// The most common passwords of 8 characters or more: all of them fall to the first minutes of
 /// any guessing attack.
 const COMMON_PASSWORDS: &[&str] = &[
-    "password", "password1", "password12", "password123", "passw0rd", "p@ssw0rd", "12345678",
-    "123456789", "1234567890", "0123456789", "87654321", "11111111", "00000000", "88888888",
-    "12341234", "11223344", "qwertyui", "qwertyuiop", "qwerty123", "qwerty12", "1q2w3e4r",
-    "1q2w3e4r5t", "1qaz2wsx", "zaq12wsx", "qazwsxedc", "asdfghjkl", "asdfasdf", "abcd1234",
-    "abc12345", "abcdefgh", "iloveyou", "iloveyou1", "sunshine", "princess", "football",
-    "baseball", "basketball", "superman", "batman123", "starwars", "whatever", "trustno1",
-    "letmein1", "welcome1", "welcome123", "changeme", "computer", "internet", "michelle",
-    "jennifer", "master123", "monkey123", "dragon123", "shadow123", "mustang1", "charlie1",
-    "jordan23", "liverpool", "chelsea1", "samsung1", "admin123", "administrator",
-    "secret123", "q1w2e3r4", "aaaaaaaa", "access14", "freedom1", "loveyou1", "hello123",
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "passw0rd",
+    "p@ssw0rd",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "0123456789",
+    "87654321",
+    "11111111",
+    "00000000",
+    "88888888",
+    "12341234",
+    "11223344",
+    "qwertyui",
+    "qwertyuiop",
+    "qwerty123",
+    "qwerty12",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "1qaz2wsx",
+    "zaq12wsx",
+    "qazwsxedc",
+    "asdfghjkl",
+    "asdfasdf",
+    "abcd1234",
+    "abc12345",
+    "abcdefgh",
+    "iloveyou",
+    "iloveyou1",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "basketball",
+    "superman",
+    "batman123",
+    "starwars",
+    "whatever",
+    "trustno1",
+    "letmein1",
+    "welcome1",
+    "welcome123",
+    "changeme",
+    "computer",
+    "internet",
+    "michelle",
+    "jennifer",
+    "master123",
+    "monkey123",
+    "dragon123",
+    "shadow123",
+    "mustang1",
+    "charlie1",
+    "jordan23",
+    "liverpool",
+    "chelsea1",
+    "samsung1",
+    "admin123",
+    "administrator",
+    "secret123",
+    "q1w2e3r4",
+    "aaaaaaaa",
+    "access14",
+    "freedom1",
+    "loveyou1",
+    "hello123",
 ];
 
 fn char_len(s: &str) -> usize {
@@ -247,7 +306,10 @@ impl PlatformForm {
         let token = self.access_token.trim();
         let access_token = if token.is_empty() {
             if token_required {
-                errors.insert("access_token", "Paste the access token for this account.".into());
+                errors.insert(
+                    "access_token",
+                    "Paste the access token for this account.".into(),
+                );
             }
             None
         } else if char_len(token) > TOKEN_MAX_CHARS
@@ -301,7 +363,9 @@ pub fn normalize_instance_url(input: &str) -> Result<String, String> {
     match url.scheme() {
         "https" => {}
         "http" if local => {}
-        "http" => return Err("Use an https:// address: tokens must not travel unencrypted.".into()),
+        "http" => {
+            return Err("Use an https:// address: tokens must not travel unencrypted.".into())
+        }
         _ => return Err(invalid()),
     }
     if !url.username().is_empty()

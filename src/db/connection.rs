@@ -31,7 +31,10 @@ impl RequestConnection {
     pub async fn get(&self) -> Result<MappedMutexGuard<'_, DbConn>, Error> {
         let mut slot = self.slot.lock().await;
         if slot.is_none() {
-            let pool = self.pool.as_ref().ok_or(Error::Database(sqlx::Error::PoolClosed))?;
+            let pool = self
+                .pool
+                .as_ref()
+                .ok_or(Error::Database(sqlx::Error::PoolClosed))?;
             *slot = Some(pool.acquire().await?);
         }
         MutexGuard::try_map(slot, Option::as_mut)

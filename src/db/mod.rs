@@ -50,8 +50,9 @@ pub fn stage() -> AdHoc {
         rocket
             .attach(Db::init())
             .attach(AdHoc::try_on_ignite("Database migrations", run_migrations))
-            .attach(AdHoc::on_response("Release request connection", |req, _| {
-                Box::pin(async move { RequestConnection::release_for(req).await })
-            }))
+            .attach(AdHoc::on_response(
+                "Release request connection",
+                |req, _| Box::pin(async move { RequestConnection::release_for(req).await }),
+            ))
     })
 }

@@ -105,6 +105,7 @@ impl Encode<'_, Postgres> for Timestamp {
 
 impl<'r> Decode<'r, Postgres> for Timestamp {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        <OffsetDateTime as Decode<'r, Postgres>>::decode(value).map(|t| Timestamp(t.unix_timestamp()))
+        <OffsetDateTime as Decode<'r, Postgres>>::decode(value)
+            .map(|t| Timestamp(t.unix_timestamp()))
     }
 }

@@ -16,10 +16,12 @@ impl<'r> FromRequest<'r> for ClientInfo {
     type Error = Infallible;
 
     async fn from_request(req: &'r Request<'_>) -> Outcome<Self, Infallible> {
-        let user_agent = req
-            .headers()
-            .get_one("User-Agent")
-            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect());
+        let user_agent = req.headers().get_one("User-Agent").map(|ua| {
+            ua.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_USER_AGENT)
+                .collect()
+        });
         let ip = req.client_ip().map(|ip| ip.to_string());
         Outcome::Success(ClientInfo { user_agent, ip })
     }

@@ -20,10 +20,7 @@ use crate::error::{Error, Failure};
 
 /// Turns a cached guard result into the guard's outcome, re-recording the failure so the catcher
 /// sees it even if a later guard recorded something else.
-fn outcome<'r, T>(
-    req: &'r Request<'_>,
-    cached: &'r Result<T, Failure>,
-) -> Outcome<&'r T, Failure> {
+fn outcome<'r, T>(req: &'r Request<'_>, cached: &'r Result<T, Failure>) -> Outcome<&'r T, Failure> {
     match cached {
         Ok(value) => Outcome::Success(value),
         Err(failure) => {

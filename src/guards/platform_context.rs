@@ -34,8 +34,12 @@ impl PlatformContext {
         let stale = user.active_platform_id.is_some()
             && user.active_platform_id != chosen.as_ref().map(|p| p.id);
         if stale {
-            SessionRecord::set_active_platform(&mut *db, user.session_id, chosen.as_ref().map(|p| p.id))
-                .await?;
+            SessionRecord::set_active_platform(
+                &mut *db,
+                user.session_id,
+                chosen.as_ref().map(|p| p.id),
+            )
+            .await?;
         }
         match chosen {
             Some(active) => Ok(PlatformContext { active, platforms }),

@@ -86,10 +86,12 @@ impl Platform {
         db: &mut impl Exec,
         user_id: i64,
     ) -> Result<Vec<Platform>, sqlx::Error> {
-        query(&format!("{SELECT} WHERE user_id = $1 AND is_active {ORDER}"))
-            .bind(user_id)
-            .fetch_all(db)
-            .await
+        query(&format!(
+            "{SELECT} WHERE user_id = $1 AND is_active {ORDER}"
+        ))
+        .bind(user_id)
+        .fetch_all(db)
+        .await
     }
 
     /// Ownership is part of the query: another user's id reads as missing.

@@ -140,7 +140,11 @@ impl User {
         .map(drop)
     }
 
-    pub async fn set_active(db: &mut impl Exec, id: i64, active: bool) -> Result<bool, sqlx::Error> {
+    pub async fn set_active(
+        db: &mut impl Exec,
+        id: i64,
+        active: bool,
+    ) -> Result<bool, sqlx::Error> {
         let changed = query("UPDATE users SET is_active = $2 WHERE id = $1")
             .bind(id)
             .bind(active)

@@ -9,7 +9,9 @@ use crate::crypto::{random_token, token_hash, PasswordHasherPool};
 use crate::db::{Connection, Timestamp};
 use crate::error::{Error, Result};
 use crate::forms::{self, CsrfOnly, FieldErrors, LoginForm, RegisterForm};
-use crate::guards::{app_cookie, ClientInfo, CsrfForm, CurrentUser, Layout, CSRF_COOKIE, SESSION_COOKIE};
+use crate::guards::{
+    app_cookie, ClientInfo, CsrfForm, CurrentUser, Layout, CSRF_COOKIE, SESSION_COOKIE,
+};
 use crate::models::{NewSession, NewUser, SessionRecord, User};
 
 pub const MSG_INVALID_LOGIN: &str = "Invalid username or password.";
@@ -103,7 +105,9 @@ pub async fn login(
     let mut db = conn.get().await?;
     User::record_login(&mut *db, user_id, verification.upgraded_hash).await?;
     start_session(&mut db, runtime, &client, cookies, user_id).await?;
-    Ok(Reply::Redirect(Redirect::to(safe_next(form.next.as_deref()))))
+    Ok(Reply::Redirect(Redirect::to(safe_next(
+        form.next.as_deref(),
+    ))))
 }
 
 /// Replaces whatever session this browser had with a fresh one for `user_id`.

@@ -50,7 +50,8 @@ impl FormPage {
             .collect();
         FormPage {
             editing: editing.is_some(),
-            action: editing.map_or_else(|| "/platforms".to_string(), |id| format!("/platforms/{id}")),
+            action: editing
+                .map_or_else(|| "/platforms".to_string(), |id| format!("/platforms/{id}")),
             values,
             errors,
             types,
@@ -110,8 +111,14 @@ async fn validate(
     if Platform::name_taken(db, user_id, &platform.name, editing).await? {
         errors.insert("name", "You already have a platform with this name.".into());
     }
-    if Platform::account_taken(db, user_id, &platform.instance_url, &platform.username, editing)
-        .await?
+    if Platform::account_taken(
+        db,
+        user_id,
+        &platform.instance_url,
+        &platform.username,
+        editing,
+    )
+    .await?
     {
         errors.insert(
             "username",
@@ -136,7 +143,12 @@ fn conflict(e: sqlx::Error) -> Error {
     }
 }
 
-fn invalid(layout: Layout, editing: Option<i64>, form: &PlatformForm, errors: FieldErrors) -> Reply {
+fn invalid(
+    layout: Layout,
+    editing: Option<i64>,
+    form: &PlatformForm,
+    errors: FieldErrors,
+) -> Reply {
     let layout = layout.with_flash("error", "Please correct the highlighted fields.");
     Reply::Invalid(FormPage::new(editing, form.values(), errors).render(layout))
 }
@@ -170,7 +182,12 @@ pub async fn create(
 }
 
 #[get("/platforms/<id>/edit")]
-pub async fn edit(id: i64, user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> Result<Reply> {
+pub async fn edit(
+    id: i64,
+    user: &CurrentUser,
+    layout: Layout,
+    conn: Connection<'_>,
+) -> Result<Reply> {
     let mut db = conn.get().await?;
     let platform = Platform::find_for_user(&mut *db, user.id, id)
         .await?

@@ -1,0 +1,484 @@
+//! The test harness: a tether instance on a fresh database (a temp SQLite file, or a fresh
+//! PostgreSQL schema when `TETHER_TEST_POSTGRES_URL` is set), and `Browser`s that keep their own
+//! cookies, so one test can play several people or several devices against the same server.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::{Client, LocalRequest, LocalResponse};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use rocket_db_pools::Database;
+use tether::db::{Db, DbConn};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Declares a test that runs once on SQLite and once on PostgreSQL:
+/// `backend_test!(async fn name(app) { … })` makes `name::sqlite` and `name::postgres`.
+/// An optional `config = |figment| …` adjusts the configuration for both.
+#[macro_export]
+macro_rules! backend_test {
+    (async fn $name:ident($app:ident) $body:block) => {
+        $crate::backend_test!(async fn $name($app) config = |f| f, $body);
+    };
+    (async fn $name:ident($app:ident) config = $config:expr, $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($app: $crate::common::TestApp) $body
+
+            #[rocket::async_test]
+            async fn sqlite() {
+                run($crate::common::TestApp::sqlite($config).await).await
+            }
+
+            #[rocket::async_test]
+            async fn postgres() {
+                if let Some(app) = $crate::common::TestApp::postgres($config).await {
+                    run(app).await
+                }
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub client: Client,
+    _dir: TempDir,
+    pg_schema: Option<(String, String)>,
+}
+
+fn base_figment(dir: &TempDir, url: &str) -> Figment {
+    tether::config::figment()
+        .merge(("databases.tether.url", url))
+        .merge(("databases.tether.max_connections", 4))
+        .merge(("databases.tether.connect_timeout", 5))
+        .merge(("data_dir", dir.path().display().to_string()))
+        .merge(("secret_key", "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk="))
+        .merge(("token_key", "q6kJ0fQ4yZ0m3m6mYQ0x9w3m0o8mD9b1S4C6vS0q2mE="))
+        .merge(("log_level", "off"))
+        .merge(("cli_colors", false))
+}
+
+impl TestApp {
+    pub async fn sqlite(configure: impl FnOnce(Figment) -> Figment) -> TestApp {
+        Self::sqlite_with_routes(configure, Vec::new()).await
+    }
+
+    /// `None` (the test is skipped) when PostgreSQL is not configured, unless
+    /// `TETHER_REQUIRE_POSTGRES` is set: CI sets it so that skipping is a failure.
+    pub async fn postgres(configure: impl FnOnce(Figment) -> Figment) -> Option<TestApp> {
+        Self::postgres_with_routes(configure, Vec::new()).await
+    }
+
+    /// With extra routes mounted (probes that exercise the guards directly).
+    pub async fn sqlite_with_routes(
+        configure: impl FnOnce(Figment) -> Figment,
+        routes: Vec<rocket::Route>,
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+        let figment = configure(base_figment(&dir, &url));
+        let client = Client::untracked(tether::rocket_from(figment).mount("/", routes))
+            .await
+            .expect("tether ignites on SQLite");
+        TestApp {
+            client,
+            _dir: dir,
+            pg_schema: None,
+        }
+    }
+
+    /// `None` (the test is skipped) when PostgreSQL is not configured, unless
+    /// `TETHER_REQUIRE_POSTGRES` is set: CI sets it so that skipping is a failure.
+    pub async fn postgres_with_routes(
+        configure: impl FnOnce(Figment) -> Figment,
+        routes: Vec<rocket::Route>,
+    ) -> Option<TestApp> {
+        let Ok(base) = std::env::var("TETHER_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("TETHER_REQUIRE_POSTGRES").is_none(),
+                "TETHER_REQUIRE_POSTGRES is set but TETHER_TEST_POSTGRES_URL is not"
+            );
+            return None;
+        };
+        let schema = format!("tether_test_{}", hex_suffix());
+        let admin = sqlx::PgPool::connect(&base)
+            .await
+            .expect("PostgreSQL at TETHER_TEST_POSTGRES_URL answers");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create test schema");
+        admin.close().await;
+        let separator = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let figment = configure(base_figment(&dir, &url));
+        let client = Client::untracked(tether::rocket_from(figment).mount("/", routes))
+            .await
+            .expect("tether ignites on PostgreSQL");
+        Some(TestApp {
+            client,
+            _dir: dir,
+            pg_schema: Some((base, schema)),
+        })
+    }
+
+    pub fn browser(&self) -> Browser<'_> {
+        Browser {
+            client: &self.client,
+            jar: Mutex::new(HashMap::new()),
+            headers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A connection straight from the pool, for arranging state another device would cause.
+    pub async fn db(&self) -> DbConn {
+        let db = Db::fetch(self.client.rocket()).expect("database attached");
+        db.acquire().await.expect("pool connection")
+    }
+
+    pub fn pool(&self) -> &tether::db::DbPool {
+        Db::fetch(self.client.rocket()).expect("database attached")
+    }
+
+    pub async fn exec(&self, sql: &str, args: Vec<tether::db::Value>) -> u64 {
+        let mut db = self.db().await;
+        let mut q = tether::db::query(sql);
+        for arg in args {
+            q = q.bind(arg);
+        }
+        q.execute(&mut db).await.expect("test SQL runs")
+    }
+
+    pub async fn count(&self, sql: &str, args: Vec<tether::db::Value>) -> i64 {
+        let mut db = self.db().await;
+        let mut q = tether::db::query(sql);
+        for arg in args {
+            q = q.bind(arg);
+        }
+        let (n,): (i64,) = q.fetch_one(&mut db).await.expect("test SQL runs");
+        n
+    }
+
+    /// A signed-in browser for a new user with one connected Mastodon platform.
+    pub async fn user_with_platform(&self, username: &str) -> Browser<'_> {
+        let browser = self.browser();
+        browser.register(username).await;
+        browser
+            .add_platform(
+                &format!("{username} main"),
+                "https://mastodon.social",
+                username,
+            )
+            .await;
+        browser
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((base, schema)) = self.pg_schema.take() {
+            // Drop runs inside the test's runtime; clean up on a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    if let Ok(pool) = sqlx::PgPool::connect(&base).await {
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .execute(&pool)
+                            .await;
+                        pool.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn hex_suffix() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A response read to the end (so the request, and its connection, are gone).
+#[derive(Debug)]
+pub struct Page {
+    pub status: Status,
+    pub location: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub set_cookies: Vec<String>,
+    pub body: String,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn csrf_token(&self) -> String {
+        meta_csrf(&self.body).unwrap_or_else(|| panic!("no csrf meta in: {}", self.body))
+    }
+
+    pub fn assert_redirect(&self, to: &str) {
+        assert_eq!(self.status, Status::SeeOther, "body: {}", self.body);
+        assert_eq!(self.location.as_deref(), Some(to));
+    }
+}
+
+pub fn meta_csrf(body: &str) -> Option<String> {
+    let marker = "<meta name=\"csrf-token\" content=\"";
+    let start = body.find(marker)? + marker.len();
+    let end = body[start..].find('"')? + start;
+    Some(body[start..end].to_string())
+}
+
+/// One browser: its own cookie jar, sent with every request and updated from every response.
+pub struct Browser<'a> {
+    pub client: &'a Client,
+    jar: Mutex<HashMap<String, String>>,
+    headers: Mutex<Vec<(String, String)>>,
+}
+
+impl<'a> Browser<'a> {
+    /// Sends `name: value` with every later request (a user agent, a forwarded address).
+    pub fn always_send(&self, name: &str, value: &str) {
+        self.headers
+            .lock()
+            .unwrap()
+            .push((name.to_string(), value.to_string()));
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar.lock().unwrap().get(name).cloned()
+    }
+
+    pub fn set_cookie(&self, name: &str, value: &str) {
+        self.jar
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), value.to_string());
+    }
+
+    pub fn forget_cookie(&self, name: &str) {
+        self.jar.lock().unwrap().remove(name);
+    }
+
+    /// A second device for nobody: same server, empty jar.
+    pub fn jar_snapshot(&self) -> HashMap<String, String> {
+        self.jar.lock().unwrap().clone()
+    }
+
+    pub fn restore_jar(&self, jar: HashMap<String, String>) {
+        *self.jar.lock().unwrap() = jar;
+    }
+
+    fn prepare(&self, mut req: LocalRequest<'a>) -> LocalRequest<'a> {
+        for (name, value) in self.jar.lock().unwrap().iter() {
+            req = req.cookie(rocket::http::Cookie::new(name.clone(), value.clone()));
+        }
+        for (name, value) in self.headers.lock().unwrap().iter() {
+            req = req.header(Header::new(name.clone(), value.clone()));
+        }
+        req
+    }
+
+    async fn finish(&self, res: LocalResponse<'_>) -> Page {
+        let status = res.status();
+        let headers: Vec<(String, String)> = res
+            .headers()
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect();
+        let set_cookies: Vec<String> = res
+            .headers()
+            .get("Set-Cookie")
+            .map(str::to_string)
+            .collect();
+        {
+            let mut jar = self.jar.lock().unwrap();
+            for cookie in res.cookies().iter() {
+                let removed =
+                    cookie.value().is_empty() || cookie.max_age().is_some_and(|age| age.is_zero());
+                if removed {
+                    jar.remove(cookie.name());
+                } else {
+                    jar.insert(cookie.name().to_string(), cookie.value().to_string());
+                }
+            }
+        }
+        let location = res.headers().get_one("Location").map(str::to_string);
+        let body = res.into_string().await.unwrap_or_default();
+        Page {
+            status,
+            location,
+            headers,
+            set_cookies,
+            body,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Page {
+        let req = self.prepare(self.client.get(uri.to_string()));
+        self.finish(req.dispatch().await).await
+    }
+
+    pub async fn post_form(&self, uri: &str, fields: &[(&str, &str)]) -> Page {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let req = self
+            .prepare(self.client.post(uri.to_string()))
+            .header(ContentType::Form)
+            .body(body);
+        self.finish(req.dispatch().await).await
+    }
+
+    pub async fn post_raw(&self, uri: &str, content_type: ContentType, body: &str) -> Page {
+        let req = self
+            .prepare(self.client.post(uri.to_string()))
+            .header(content_type)
+            .body(body.to_string());
+        self.finish(req.dispatch().await).await
+    }
+
+    pub async fn post_json(&self, uri: &str, body: &Value, csrf: Option<&str>) -> Page {
+        let mut req = self
+            .prepare(self.client.post(uri.to_string()))
+            .header(ContentType::JSON)
+            .body(body.to_string());
+        if let Some(token) = csrf {
+            req = req.header(Header::new("X-CSRF-Token", token.to_string()));
+        }
+        self.finish(req.dispatch().await).await
+    }
+
+    /// Follows a redirect the way a browser does (GET the Location).
+    pub async fn follow(&self, page: &Page) -> Page {
+        let to = page
+            .location
+            .as_deref()
+            .unwrap_or_else(|| panic!("not a redirect: {} {}", page.status, page.body));
+        self.get(to).await
+    }
+
+    /// The CSRF token the page at `uri` embeds for this browser.
+    pub async fn csrf_from(&self, uri: &str) -> String {
+        self.get(uri).await.csrf_token()
+    }
+
+    /// Submits a form the way its page would: fetches `page` for the token, then posts.
+    pub async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let token = self.csrf_from(page).await;
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf_token", &token));
+        self.post_form(action, &all).await
+    }
+
+    pub async fn register(&self, username: &str) -> Page {
+        let email = format!("{username}@example.com");
+        let page = self
+            .submit(
+                "/register",
+                "/register",
+                &[
+                    ("username", username),
+                    ("email", &email),
+                    ("password", PASSWORD),
+                    ("password_confirm", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(
+            page.status,
+            Status::SeeOther,
+            "register failed: {}",
+            page.body
+        );
+        page
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Page {
+        self.submit(
+            "/login",
+            "/login",
+            &[("username", username), ("password", password)],
+        )
+        .await
+    }
+
+    pub async fn logout(&self) -> Page {
+        self.submit("/dashboard", "/logout", &[]).await
+    }
+
+    /// Connects a Mastodon account; returns its id.
+    pub async fn add_platform(&self, name: &str, instance: &str, account: &str) -> i64 {
+        let page = self
+            .submit(
+                "/platforms/new",
+                "/platforms",
+                &[
+                    ("name", name),
+                    ("platform_type", "mastodon"),
+                    ("instance_url", instance),
+                    ("username", account),
+                    ("access_token", "token-for-tests-0123456789"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            page.status,
+            Status::SeeOther,
+            "add platform failed: {}",
+            page.body
+        );
+        self.platform_id(name).await
+    }
+
+    /// The id of this user's platform called `name`, via the JSON API.
+    pub async fn platform_id(&self, name: &str) -> i64 {
+        let list = self.get("/api/platforms").await.json();
+        list["platforms"]
+            .as_array()
+            .expect("platforms array")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no platform {name} in {list}"))["id"]
+            .as_i64()
+            .expect("id")
+    }
+}
+
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
