@@ -60,9 +60,21 @@ fn login_redirect(req: &Request<'_>, message: &str) -> CatcherReply {
     CatcherReply::Redirect(Flash::error(Redirect::to(target), message))
 }
 
+/// Rocket answers 422 when a path segment does not parse (`/platforms/abc/edit`). Nothing can
+/// live at such a path, so it is the same 404 as a missing id; every 422 tether itself produces
+/// has a recorded failure.
+fn effective_status(status: Status, failure: &Option<Failure>) -> Status {
+    if status == Status::UnprocessableEntity && failure.is_none() {
+        Status::NotFound
+    } else {
+        status
+    }
+}
+
 #[catch(default)]
 fn html_default(status: Status, req: &Request<'_>) -> CatcherReply {
     let failure = Failure::recorded(req, status);
+    let status = effective_status(status, &failure);
     let recovery = failure.as_ref().map_or(Recovery::None, |f| f.recovery);
     match (status.code, recovery) {
         (_, Recovery::LoginAgain) => {
@@ -92,6 +104,7 @@ fn html_default(status: Status, req: &Request<'_>) -> CatcherReply {
 #[catch(default)]
 fn api_default(status: Status, req: &Request<'_>) -> (Status, Value) {
     let failure = Failure::recorded(req, status);
+    let status = effective_status(status, &failure);
     if failure
         .as_ref()
         .is_some_and(|f| f.recovery == Recovery::LoginAgain)

@@ -129,6 +129,9 @@ pub fn prepare(figment: Figment) -> Result<(Figment, Runtime), String> {
     let mut figment = figment;
     let mut settings = settings;
 
+    let secret_key_set = figment
+        .extract_inner::<rocket::config::SecretKey>("secret_key")
+        .is_ok_and(|k| !k.is_zero());
     if debug {
         std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
             format!(
@@ -136,9 +139,6 @@ pub fn prepare(figment: Figment) -> Result<(Figment, Runtime), String> {
                 settings.data_dir.display()
             )
         })?;
-        let secret_key_set = figment
-            .extract_inner::<rocket::config::SecretKey>("secret_key")
-            .is_ok_and(|k| !k.is_zero());
         if !secret_key_set {
             let key = load_or_create_key(&settings.data_dir.join("secret_key"), || {
                 TokenCipher::generate_key()
@@ -153,6 +153,12 @@ pub fn prepare(figment: Figment) -> Result<(Figment, Runtime), String> {
             figment = figment.merge(("token_key", key.clone()));
             settings.token_key = Some(key);
         }
+    } else if !secret_key_set {
+        return Err(
+            "secret_key is not set: set it in Rocket.toml or ROCKET_SECRET_KEY to base64 \
+             of 32 random bytes (for example `openssl rand -base64 32`); it signs session cookies"
+                .into(),
+        );
     } else if settings.token_key.is_none() {
         return Err(
             "token_key is not set: set it in Rocket.toml or ROCKET_TOKEN_KEY to base64 of \

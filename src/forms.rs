@@ -175,7 +175,7 @@ fn has_control(s: &str) -> bool {
 /// Usernames: 3–32 letters, digits, `_`, `.` or `-`.
 pub fn check_username(username: &str) -> Result<(), String> {
     let len = char_len(username);
-    if len < 3 || len > 32 {
+    if !(3..=32).contains(&len) {
         return Err("Username must be 3 to 32 characters long.".into());
     }
     if !username

@@ -49,7 +49,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
-        Command::Migrate => migrate().await.map(|_| println!("migrations applied")),
+        Command::Migrate => match migrate().await {
+            Ok(pool) => {
+                pool_close(&pool).await;
+                println!("migrations applied");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
         Command::User {
             command:
                 UserCommand::Add {
@@ -74,6 +81,12 @@ async fn serve() -> Result<(), String> {
         .await
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// Closes connections cleanly, so SQLite checkpoints and nothing is left half-written at exit.
+async fn pool_close(pool: &DbPool) {
+    use rocket_db_pools::Pool;
+    pool.close().await;
 }
 
 async fn connect() -> Result<DbPool, String> {
@@ -137,6 +150,8 @@ async fn add_user(username: &str, email: &str, admin: bool) -> Result<(), String
     )
     .await
     .map_err(|e| e.to_string())?;
+    drop(conn);
+    pool_close(&pool).await;
     println!("created {} `{}` (id {})", user.role, user.username, user.id);
     Ok(())
 }

@@ -1,0 +1,244 @@
+// tether: progressive enhancement for the server-rendered pages.
+//
+// Everything here is optional: without JavaScript every form posts and the server redirects.
+// The Content-Security-Policy forbids inline script, eval and inline styles, so this file only
+// toggles attributes and classes, and writes user-typed text with textContent, never innerHTML.
+
+(function () {
+  'use strict';
+
+  var TYPE_LABELS = { mastodon: 'Mastodon', pixelfed: 'Pixelfed' };
+  var TEXT_FIELDS = ['name', 'instance_url', 'username'];
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return (meta && meta.getAttribute('content')) || '';
+  }
+
+  function typeLabel(type) {
+    var key = String(type == null ? '' : type).toLowerCase();
+    if (Object.prototype.hasOwnProperty.call(TYPE_LABELS, key)) return TYPE_LABELS[key];
+    return key ? key.charAt(0).toUpperCase() + key.slice(1) : '';
+  }
+
+  function text(value) {
+    return value == null ? '' : String(value);
+  }
+
+  function each(selector, root, fn) {
+    Array.prototype.forEach.call((root || document).querySelectorAll(selector), fn);
+  }
+
+  // ---- Live region ----------------------------------------------------------------------
+
+  var announceTimer = null;
+
+  function announce(message) {
+    var region = document.querySelector('[data-live-region]');
+    if (!region) return;
+    // Clear first, then write on the next tick, so the same message twice is still announced.
+    region.textContent = '';
+    window.clearTimeout(announceTimer);
+    announceTimer = window.setTimeout(function () {
+      region.textContent = message;
+    }, 100);
+  }
+
+  // ---- Switcher dropdown (<details data-switcher>) --------------------------------------
+
+  function summaryOf(details) {
+    return details.querySelector('summary');
+  }
+
+  function closeSwitcher(details, returnFocus) {
+    if (!details.open) return;
+    details.open = false;
+    if (returnFocus) {
+      var summary = summaryOf(details);
+      if (summary) summary.focus();
+    }
+  }
+
+  function openSwitchers() {
+    return Array.prototype.filter.call(
+      document.querySelectorAll('details[data-switcher]'),
+      function (d) { return d.open; }
+    );
+  }
+
+  function switcherOptions(details) {
+    return Array.prototype.slice.call(details.querySelectorAll('.switcher__list button'));
+  }
+
+  document.addEventListener('keydown', function (event) {
+    if (event.key === 'Escape' || event.key === 'Esc') {
+      openSwitchers().forEach(function (details) {
+        var active = document.activeElement;
+        var focusInside = active && details.contains(active);
+        var focusNowhere = !active || active === document.body;
+        closeSwitcher(details, focusInside || focusNowhere);
+        event.preventDefault();
+      });
+      return;
+    }
+
+    // Arrow keys move between the options of an open switcher (Tab works too).
+    if (event.key !== 'ArrowDown' && event.key !== 'ArrowUp' &&
+        event.key !== 'Home' && event.key !== 'End') return;
+    var target = event.target;
+    if (!(target instanceof Element)) return;
+    var details = target.closest('details[data-switcher]');
+    if (!details || !details.open) return;
+    var options = switcherOptions(details);
+    if (!options.length) return;
+    var index = options.indexOf(target);
+    var next;
+    if (event.key === 'Home') next = 0;
+    else if (event.key === 'End') next = options.length - 1;
+    else if (index === -1) {
+      // From the summary: go to the current option, or the first.
+      var current = options.filter(function (b) {
+        return b.getAttribute('aria-current') === 'true';
+      })[0];
+      next = event.key === 'ArrowUp' ? options.length - 1 : options.indexOf(current || options[0]);
+    } else if (event.key === 'ArrowDown') next = (index + 1) % options.length;
+    else next = (index - 1 + options.length) % options.length;
+    event.preventDefault();
+    options[next].focus();
+  });
+
+  // A click anywhere outside an open switcher closes it.
+  document.addEventListener('click', function (event) {
+    openSwitchers().forEach(function (details) {
+      if (!details.contains(event.target)) closeSwitcher(details, false);
+    });
+  });
+
+  // Tabbing out of an open switcher closes it too, so it never hangs over the page.
+  document.addEventListener('focusout', function (event) {
+    var details = event.target instanceof Element && event.target.closest('details[data-switcher]');
+    if (!details || !details.open) return;
+    var next = event.relatedTarget;
+    if (next && !details.contains(next)) closeSwitcher(details, false);
+  });
+
+  // ---- Switching platforms --------------------------------------------------------------
+
+  function applySwitch(platform) {
+    var id = text(platform.id);
+    var name = text(platform.name);
+
+    each('[data-active-name]', document, function (el) {
+      el.textContent = name;
+    });
+
+    each('[data-active-platform]', document, function (scope) {
+      each('[data-field]', scope, function (el) {
+        var field = el.getAttribute('data-field');
+        if (field === 'platform_type') {
+          el.textContent = typeLabel(platform.platform_type);
+        } else if (TEXT_FIELDS.indexOf(field) !== -1) {
+          el.textContent = text(platform[field]);
+        }
+      });
+    });
+
+    each('form[data-switch-form]', document, function (form) {
+      var current = form.getAttribute('data-platform-id') === id;
+      each('button', form, function (button) {
+        if (current) button.setAttribute('aria-current', 'true');
+        else button.removeAttribute('aria-current');
+      });
+    });
+
+    each('[data-platform-row]', document, function (row) {
+      row.classList.toggle('is-active', row.getAttribute('data-platform-row') === id);
+    });
+
+    each('details[data-switcher]', document, function (details) {
+      closeSwitcher(details, true);
+    });
+
+    announce('Now working with ' + name + '.');
+  }
+
+  // The server path: a normal POST that redirects and shows its own message.
+  // form.submit() does not fire "submit" again, so this cannot loop.
+  function submitNormally(form) {
+    HTMLFormElement.prototype.submit.call(form);
+  }
+
+  function loginUrl() {
+    return '/login?next=' + encodeURIComponent(window.location.pathname + window.location.search);
+  }
+
+  function switchPlatform(form) {
+    var id = Number(form.getAttribute('data-platform-id'));
+    form.setAttribute('aria-busy', 'true');
+
+    function done() {
+      form.removeAttribute('aria-busy');
+    }
+
+    return fetch('/api/switch_platform', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: {
+        'Content-Type': 'application/json',
+        'X-CSRF-Token': csrfToken(),
+        'Accept': 'application/json'
+      },
+      body: JSON.stringify({ platform_id: id })
+    }).then(function (response) {
+      if (response.status === 401) {
+        window.location.assign(loginUrl());
+        return;
+      }
+      if (!response.ok) {
+        submitNormally(form);
+        return;
+      }
+      return response.json().then(function (data) {
+        if (!data || data.success !== true || !data.platform) {
+          submitNormally(form);
+          return;
+        }
+        done();
+        applySwitch(data.platform);
+      });
+    }).catch(function () {
+      // Network failure or unreadable answer: let the server handle it.
+      submitNormally(form);
+    });
+  }
+
+  document.addEventListener('submit', function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || event.defaultPrevented) return;
+
+    if (form.hasAttribute('data-confirm')) {
+      if (!window.confirm(form.getAttribute('data-confirm'))) {
+        event.preventDefault();
+        return;
+      }
+    }
+
+    if (form.hasAttribute('data-switch-form') && typeof window.fetch === 'function') {
+      var id = Number(form.getAttribute('data-platform-id'));
+      if (!Number.isInteger(id) || id <= 0) return; // leave it to the normal POST
+      event.preventDefault();
+      if (form.getAttribute('aria-busy') === 'true') return; // already on its way
+      switchPlatform(form);
+    }
+  });
+
+  // ---- Navigation: mark the current section ---------------------------------------------
+
+  each('.site-nav a[href]', document, function (link) {
+    if (link.hasAttribute('aria-current') || link.origin !== window.location.origin) return;
+    var here = window.location.pathname;
+    var path = link.pathname;
+    if (here === path) link.setAttribute('aria-current', 'page');
+    else if (path !== '/' && here.indexOf(path + '/') === 0) link.setAttribute('aria-current', 'true');
+  });
+})();

@@ -148,16 +148,19 @@ impl<'q> Query<'q> {
         }
     }
 
+    /// On SQLite this steps the statement to completion: an `INSERT … RETURNING` read with
+    /// sqlx's `fetch_optional`/`fetch_one` leaves the statement open, and its implicit transaction
+    /// commits only when a later command resets it. Until then no other connection sees the row,
+    /// and a process that exits first loses it.
     pub async fn fetch_optional<T: Record>(
         self,
         db: &mut impl Exec,
     ) -> Result<Option<T>, sqlx::Error> {
         match db.backend() {
-            Backend::Sqlite(c) => {
-                sqlx::query_as_with(self.sql, sqlite_args(self.args))
-                    .fetch_optional(c)
-                    .await
-            }
+            Backend::Sqlite(c) => sqlx::query_as_with(self.sql, sqlite_args(self.args))
+                .fetch_all(c)
+                .await
+                .map(|rows| rows.into_iter().next()),
             Backend::Postgres(c) => {
                 sqlx::query_as_with(self.sql, pg_args(self.args))
                     .fetch_optional(c)
@@ -166,13 +169,15 @@ impl<'q> Query<'q> {
         }
     }
 
+    /// Steps SQLite statements to completion, as `fetch_optional` does.
     pub async fn fetch_one<T: Record>(self, db: &mut impl Exec) -> Result<T, sqlx::Error> {
         match db.backend() {
-            Backend::Sqlite(c) => {
-                sqlx::query_as_with(self.sql, sqlite_args(self.args))
-                    .fetch_one(c)
-                    .await
-            }
+            Backend::Sqlite(c) => sqlx::query_as_with(self.sql, sqlite_args(self.args))
+                .fetch_all(c)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(sqlx::Error::RowNotFound),
             Backend::Postgres(c) => {
                 sqlx::query_as_with(self.sql, pg_args(self.args))
                     .fetch_one(c)

@@ -97,18 +97,17 @@ fn cross_site(req: &Request<'_>) -> bool {
     let Some(host) = origin.host_str() else {
         return true;
     };
-    let authority = match origin.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
     let Some(request_host) = headers.get_one("Host") else {
         return true;
     };
-    !authority.eq_ignore_ascii_case(request_host)
-        && !(origin.port().is_none()
-            && request_host
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| h.eq_ignore_ascii_case(host) && (p == "80" || p == "443")))
+    // Host may carry the default port explicitly; the Origin never does.
+    let (request_name, request_port) = match request_host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => (name, port.parse().ok()),
+        _ => (request_host, None),
+    };
+    let same_port = request_port.is_none() && origin.port().is_none()
+        || request_port == origin.port_or_known_default();
+    !(host.eq_ignore_ascii_case(request_name) && same_port)
 }
 
 /// A form whose `csrf_token` field is checked before the handler runs.

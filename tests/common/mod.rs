@@ -314,8 +314,11 @@ impl<'a> Browser<'a> {
             .map(str::to_string)
             .collect();
         {
+            // Parse Set-Cookie as a browser would: values arrive percent-encoded (`/` as `%2F`).
             let mut jar = self.jar.lock().unwrap();
-            for cookie in res.cookies().iter() {
+            for header in &set_cookies {
+                let cookie = rocket::http::Cookie::parse_encoded(header.clone())
+                    .unwrap_or_else(|e| panic!("bad Set-Cookie {header}: {e}"));
                 let removed =
                     cookie.value().is_empty() || cookie.max_age().is_some_and(|age| age.is_zero());
                 if removed {
@@ -358,7 +361,22 @@ impl<'a> Browser<'a> {
         let req = self
             .prepare(self.client.post(uri.to_string()))
             .header(content_type)
-            .body(body.to_string());
+            .body(body);
+        self.finish(req.dispatch().await).await
+    }
+
+    pub async fn post_raw_with_csrf(
+        &self,
+        uri: &str,
+        content_type: ContentType,
+        body: &str,
+        csrf: &str,
+    ) -> Page {
+        let req = self
+            .prepare(self.client.post(uri.to_string()))
+            .header(content_type)
+            .header(Header::new("X-CSRF-Token", csrf.to_string()))
+            .body(body);
         self.finish(req.dispatch().await).await
     }
 
