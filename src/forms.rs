@@ -22,7 +22,15 @@ macro_rules! csrf_protected {
     };
 }
 
-csrf_protected!(CsrfOnly, LoginForm, RegisterForm, PlatformForm);
+csrf_protected!(
+    CsrfOnly,
+    LoginForm,
+    RegisterForm,
+    PlatformForm,
+    PasswordChangeForm,
+    EmailChangeForm,
+    NewUserForm,
+);
 
 /// Buttons that change state with no other input (logout, delete, switch, make default).
 #[derive(FromForm)]
@@ -71,6 +79,43 @@ pub struct PlatformForm {
     /// A checkbox on the edit form: absent means unchecked.
     #[field(default = false)]
     pub is_active: bool,
+    #[field(default = String::new())]
+    pub csrf_token: String,
+}
+
+#[derive(FromForm)]
+pub struct PasswordChangeForm {
+    #[field(default = String::new())]
+    pub current_password: String,
+    #[field(default = String::new())]
+    pub new_password: String,
+    #[field(default = String::new())]
+    pub new_password_confirm: String,
+    #[field(default = String::new())]
+    pub csrf_token: String,
+}
+
+#[derive(FromForm)]
+pub struct EmailChangeForm {
+    #[field(default = String::new())]
+    pub email: String,
+    #[field(default = String::new())]
+    pub current_password: String,
+    #[field(default = String::new())]
+    pub csrf_token: String,
+}
+
+/// An administrator creating an account.
+#[derive(FromForm)]
+pub struct NewUserForm {
+    #[field(default = String::new())]
+    pub username: String,
+    #[field(default = String::new())]
+    pub email: String,
+    #[field(default = String::new())]
+    pub password: String,
+    #[field(default = false)]
+    pub admin: bool,
     #[field(default = String::new())]
     pub csrf_token: String,
 }
@@ -248,6 +293,39 @@ impl RegisterForm {
             errors.insert("password", e);
         } else if self.password != self.password_confirm {
             errors.insert("password_confirm", "The passwords do not match.".into());
+        }
+        errors
+    }
+}
+
+impl PasswordChangeForm {
+    /// Field rules only; whether `current_password` is right is the handler's question.
+    pub fn validate(&self, username: &str) -> FieldErrors {
+        let mut errors = FieldErrors::new();
+        if self.current_password.is_empty() {
+            errors.insert("current_password", "Enter your current password.".into());
+        }
+        if let Err(e) = check_password(&self.new_password, username) {
+            errors.insert("new_password", e);
+        } else if self.new_password != self.new_password_confirm {
+            errors.insert("new_password_confirm", "The passwords do not match.".into());
+        }
+        errors
+    }
+}
+
+impl NewUserForm {
+    pub fn validate(&self) -> FieldErrors {
+        let mut errors = FieldErrors::new();
+        let username = self.username.trim();
+        if let Err(e) = check_username(username) {
+            errors.insert("username", e);
+        }
+        if let Err(e) = check_email(self.email.trim()) {
+            errors.insert("email", e);
+        }
+        if let Err(e) = check_password(&self.password, username) {
+            errors.insert("password", e);
         }
         errors
     }

@@ -158,6 +158,13 @@ impl rocket_db_pools::Pool for DbPool {
 }
 
 impl DbConn {
+    pub fn engine(&self) -> Engine {
+        match self {
+            DbConn::Sqlite(_) => Engine::Sqlite,
+            DbConn::Postgres(_) => Engine::Postgres,
+        }
+    }
+
     /// Starts a transaction; it rolls back unless `commit` is called.
     pub async fn begin(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         match self {

@@ -1,6 +1,7 @@
 //! Request guards. They compose: `PlatformContext` is built on `CurrentUser`, which is built on
 //! the request's one `Connection`; each result is cached for the request, so a rule runs once.
 
+mod admin;
 mod client;
 mod csrf;
 mod current_user;
@@ -8,6 +9,7 @@ mod layout;
 mod platform_context;
 
 pub use crate::db::Connection;
+pub use admin::AdminUser;
 pub use client::ClientInfo;
 pub use csrf::{app_cookie, ApiCsrf, CsrfForm, CsrfProtected, CsrfToken, JsonBody, CSRF_COOKIE};
 pub use current_user::{CurrentUser, SESSION_COOKIE};

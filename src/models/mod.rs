@@ -1,9 +1,13 @@
 //! A model per table; each keeps its SQL beside the struct it loads. Handlers never hold SQL.
 
+pub mod audit;
 pub mod platform;
 pub mod session;
+pub mod throttle;
 pub mod user;
 
+pub use audit::{AuditEvent, NewAuditEvent, Party};
 pub use platform::{NewPlatform, Platform, PlatformType};
-pub use session::{NewSession, SessionRecord};
-pub use user::{NewUser, Role, User};
+pub use session::{NewSession, SessionRecord, SessionSummary};
+pub use throttle::LoginThrottle;
+pub use user::{AdminChange, NewUser, Role, User};

@@ -117,3 +117,61 @@ impl SessionRecord {
             .map(drop)
     }
 }
+
+/// A session as its owner sees it on the account page.
+#[derive(Clone, Debug, FromRow, serde::Serialize)]
+pub struct SessionSummary {
+    pub id: i64,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl SessionSummary {
+    /// The user's sessions that are still valid, most recently used first.
+    pub async fn list_for_user(
+        db: &mut impl Exec,
+        user_id: i64,
+        idle_timeout: i64,
+    ) -> Result<Vec<SessionSummary>, sqlx::Error> {
+        let now = Timestamp::now();
+        query(
+            "SELECT id, created_at, last_seen_at, user_agent, ip FROM user_sessions
+             WHERE user_id = $1 AND expires_at > $2 AND last_seen_at > $3
+             ORDER BY last_seen_at DESC, id DESC",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(now.minus_seconds(idle_timeout))
+        .fetch_all(db)
+        .await
+    }
+
+    /// Ends one of the user's sessions; false when it is not theirs (or already gone).
+    pub async fn revoke(
+        db: &mut impl Exec,
+        user_id: i64,
+        session_id: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let deleted = query("DELETE FROM user_sessions WHERE id = $1 AND user_id = $2")
+            .bind(session_id)
+            .bind(user_id)
+            .execute(db)
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    /// Ends every session of the user except `keep`; returns how many ended.
+    pub async fn revoke_all(
+        db: &mut impl Exec,
+        user_id: i64,
+        keep: Option<i64>,
+    ) -> Result<u64, sqlx::Error> {
+        query("DELETE FROM user_sessions WHERE user_id = $1 AND ($2 IS NULL OR id <> $2)")
+            .bind(user_id)
+            .bind(keep)
+            .execute(db)
+            .await
+    }
+}

@@ -139,17 +139,156 @@ impl User {
         .await
         .map(drop)
     }
+}
+
+/// The outcome of a change that must never leave the instance without an active admin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminChange {
+    Done,
+    NotFound,
+    LastAdmin,
+}
+
+/// Serialises "is there another active admin?" checks on PostgreSQL, where two concurrent
+/// demotions could otherwise each see the other admin and both succeed. SQLite runs one writer at
+/// a time, so the statement itself is enough there.
+const ADMIN_LOCK_ID: i64 = 0x7465_7468;
+
+impl User {
+    pub async fn password_hash(db: &mut impl Exec, id: i64) -> Result<Option<String>, sqlx::Error> {
+        let row: Option<(String,)> = query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+        Ok(row.map(|(h,)| h))
+    }
+
+    pub async fn set_password(db: &mut impl Exec, id: i64, hash: &str) -> Result<(), sqlx::Error> {
+        query("UPDATE users SET password_hash = $2 WHERE id = $1")
+            .bind(id)
+            .bind(hash)
+            .execute(db)
+            .await
+            .map(drop)
+    }
+
+    pub async fn set_email(db: &mut impl Exec, id: i64, email: &str) -> Result<(), sqlx::Error> {
+        query("UPDATE users SET email = $2 WHERE id = $1")
+            .bind(id)
+            .bind(email)
+            .execute(db)
+            .await
+            .map(drop)
+    }
+
+    /// One page of users, optionally those whose username or email contains `search`.
+    pub async fn search(
+        db: &mut impl Exec,
+        search: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<User>, sqlx::Error> {
+        query(
+            "SELECT id, username, email, role, is_active, created_at, last_login_at FROM users
+             WHERE lower(username) LIKE $1 ESCAPE '\\' OR lower(email) LIKE $1 ESCAPE '\\'
+             ORDER BY lower(username) LIMIT $2 OFFSET $3",
+        )
+        .bind(contains_pattern(search))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
+    }
+
+    pub async fn search_count(db: &mut impl Exec, search: &str) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) = query(
+            "SELECT COUNT(*) FROM users
+             WHERE lower(username) LIKE $1 ESCAPE '\\' OR lower(email) LIKE $1 ESCAPE '\\'",
+        )
+        .bind(contains_pattern(search))
+        .fetch_one(db)
+        .await?;
+        Ok(n)
+    }
+
+    /// Changes role or activity, refusing to remove the last active admin.
+    async fn guarded_change(
+        db: &mut crate::db::DbConn,
+        id: i64,
+        update: &str,
+    ) -> Result<AdminChange, sqlx::Error> {
+        let engine = db.engine();
+        let mut tx = db.begin().await?;
+        if User::find(&mut tx, id).await?.is_none() {
+            return Ok(AdminChange::NotFound);
+        }
+        if engine == crate::db::Engine::Postgres {
+            query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ADMIN_LOCK_ID)
+                .execute(&mut tx)
+                .await?;
+        }
+        let changed = query(update).bind(id).execute(&mut tx).await?;
+        tx.commit().await?;
+        Ok(if changed > 0 {
+            AdminChange::Done
+        } else {
+            AdminChange::LastAdmin
+        })
+    }
+
+    pub async fn set_role(
+        db: &mut crate::db::DbConn,
+        id: i64,
+        role: Role,
+    ) -> Result<AdminChange, sqlx::Error> {
+        match role {
+            Role::Admin => User::guarded_change(
+                db,
+                id,
+                "UPDATE users SET role = 'admin' WHERE id = $1",
+            )
+            .await,
+            Role::User => User::guarded_change(db, id, DEMOTE).await,
+        }
+    }
 
     pub async fn set_active(
-        db: &mut impl Exec,
+        db: &mut crate::db::DbConn,
         id: i64,
         active: bool,
-    ) -> Result<bool, sqlx::Error> {
-        let changed = query("UPDATE users SET is_active = $2 WHERE id = $1")
-            .bind(id)
-            .bind(active)
-            .execute(db)
-            .await?;
-        Ok(changed > 0)
+    ) -> Result<AdminChange, sqlx::Error> {
+        if active {
+            User::guarded_change(db, id, "UPDATE users SET is_active = TRUE WHERE id = $1").await
+        } else {
+            User::guarded_change(db, id, DEACTIVATE).await
+        }
     }
 }
+
+/// `%text%` for LIKE, with the wildcards in `text` taken literally.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.trim().to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Demote unless this is the last active admin.
+const DEMOTE: &str = "UPDATE users SET role = 'user'
+     WHERE id = $1
+       AND (role <> 'admin' OR NOT is_active
+            OR EXISTS (SELECT 1 FROM users other
+                       WHERE other.role = 'admin' AND other.is_active AND other.id <> $1))";
+
+/// Deactivate unless this is the last active admin.
+const DEACTIVATE: &str = "UPDATE users SET is_active = FALSE
+     WHERE id = $1
+       AND (role <> 'admin' OR NOT is_active
+            OR EXISTS (SELECT 1 FROM users other
+                       WHERE other.role = 'admin' AND other.is_active AND other.id <> $1))";

@@ -12,9 +12,14 @@ use crate::forms::{self, CsrfOnly, FieldErrors, LoginForm, RegisterForm};
 use crate::guards::{
     app_cookie, ClientInfo, CsrfForm, CurrentUser, Layout, CSRF_COOKIE, SESSION_COOKIE,
 };
-use crate::models::{NewSession, NewUser, SessionRecord, User};
+use crate::models::throttle::{self, Scope};
+use crate::models::{
+    AuditEvent, LoginThrottle, NewAuditEvent, NewSession, NewUser, Party, SessionRecord, User,
+};
 
 pub const MSG_INVALID_LOGIN: &str = "Invalid username or password.";
+pub const MSG_THROTTLED: &str =
+    "Too many failed login attempts. Please wait 15 minutes and try again.";
 
 #[derive(Serialize)]
 struct LoginPage<'a> {
@@ -63,31 +68,36 @@ pub async fn login(
 ) -> Result<Reply> {
     let form = form.0;
     let username = form.username.trim();
-    let rejected = |layout: Layout, status_422: bool, message: &str| {
+    let again = |layout: Layout, message: &str| {
         let page = LoginPage {
             username,
             next: form.next.as_deref(),
             registration_open: runtime.settings.allow_registration,
         };
-        let template = layout
+        layout
             .with_flash("error", message)
-            .render("login", "Log in", page);
-        if status_422 {
-            Reply::Invalid(template)
-        } else {
-            Reply::Unauthorized(template)
-        }
+            .render("login", "Log in", page)
     };
     if form.password.len() > forms::PASSWORD_MAX_BYTES {
         let message = format!(
             "Password must be at most {} bytes long.",
             forms::PASSWORD_MAX_BYTES
         );
-        return Ok(rejected(layout, true, &message));
+        return Ok(Reply::Invalid(again(layout, &message)));
     }
 
+    let key = throttle::username_key(username);
+    let ip = client.ip.as_deref();
+    let attempted = Party {
+        id: None,
+        name: username,
+    };
     let credentials = {
         let mut db = conn.get().await?;
+        if LoginThrottle::is_locked(&mut *db, &key, ip).await? {
+            audit(&mut db, "login.throttled", attempted, ip, "").await?;
+            return Ok(Reply::TooManyRequests(again(layout, MSG_THROTTLED)));
+        }
         User::credentials(&mut *db, username).await?
     };
     conn.release().await;
@@ -97,17 +107,60 @@ pub async fn login(
             credentials.as_ref().map(|c| c.password_hash.as_str()),
         )
         .await?;
-    let user_id = match credentials {
-        Some(c) if verification.valid && c.is_active => c.id,
-        _ => return Ok(rejected(layout, false, MSG_INVALID_LOGIN)),
-    };
 
     let mut db = conn.get().await?;
+    let user_id = match credentials {
+        Some(c) if verification.valid && c.is_active => c.id,
+        other => {
+            // Counted whether or not the account exists, so a 429 reveals nothing either.
+            LoginThrottle::record_failure(&mut *db, Scope::Username, &key).await?;
+            if let Some(ip) = ip {
+                LoginThrottle::record_failure(&mut *db, Scope::Address, ip).await?;
+            }
+            let reason = match &other {
+                None => "unknown username",
+                Some(_) if !verification.valid => "wrong password",
+                Some(_) => "account deactivated",
+            };
+            let target = Party {
+                id: other.as_ref().map(|c| c.id),
+                name: username,
+            };
+            audit(&mut db, "login.failure", target, ip, reason).await?;
+            return Ok(Reply::Unauthorized(again(layout, MSG_INVALID_LOGIN)));
+        }
+    };
+
+    LoginThrottle::clear_username(&mut *db, &key).await?;
     User::record_login(&mut *db, user_id, verification.upgraded_hash).await?;
+    let target = Party {
+        id: Some(user_id),
+        name: username,
+    };
+    audit(&mut db, "login.success", target, ip, "").await?;
     start_session(&mut db, runtime, &client, cookies, user_id).await?;
-    Ok(Reply::Redirect(Redirect::to(safe_next(
-        form.next.as_deref(),
-    ))))
+    Ok(Reply::Redirect(Redirect::to(safe_next(form.next.as_deref()))))
+}
+
+async fn audit(
+    db: &mut crate::db::DbConn,
+    action: &str,
+    target: Party<'_>,
+    ip: Option<&str>,
+    detail: &str,
+) -> Result<()> {
+    AuditEvent::record(
+        db,
+        NewAuditEvent {
+            action,
+            actor: None,
+            target: Some(target),
+            ip,
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Replaces whatever session this browser had with a fresh one for `user_id`.

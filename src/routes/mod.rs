@@ -1,6 +1,8 @@
 //! Every route, one file per area. Handlers stay thin: guards resolve who and what, models hold
 //! the SQL, `forms` holds the field rules.
 
+pub mod account;
+pub mod admin;
 pub mod api;
 pub mod assets;
 pub mod auth;
@@ -21,12 +23,14 @@ pub enum Reply {
     Unauthorized(Template),
     #[response(status = 422)]
     Invalid(Template),
+    #[response(status = 429)]
+    TooManyRequests(Template),
     Redirect(Redirect),
     Flash(Flash<Redirect>),
 }
 
 pub fn routes() -> Vec<Route> {
-    rocket::routes![
+    let mut routes = rocket::routes![
         home::index,
         health::healthz,
         assets::file,
@@ -46,7 +50,20 @@ pub fn routes() -> Vec<Route> {
         platforms::switch,
         api::platforms,
         api::switch_platform,
-    ]
+        account::show,
+        account::change_password,
+        account::change_email,
+        account::revoke_session,
+        account::revoke_other_sessions,
+        admin::home,
+        admin::users,
+        admin::new_user,
+        admin::create_user,
+        admin::user_action,
+        admin::audit_log,
+    ];
+    routes.extend(admin::fallbacks());
+    routes
 }
 
 /// `next` after login: only a local path (`/x`), never `//host`, `/\host` or a scheme.

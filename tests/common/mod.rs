@@ -167,6 +167,25 @@ impl TestApp {
         n
     }
 
+    /// Makes an existing user an administrator, as `tether user add --admin` would.
+    pub async fn make_admin(&self, username: &str) {
+        self.exec(
+            "UPDATE users SET role = 'admin' WHERE username = $1",
+            vec![tether::db::Value::from(username)],
+        )
+        .await;
+    }
+
+    /// The audit actions recorded so far, oldest first.
+    pub async fn audit_actions(&self) -> Vec<String> {
+        let mut db = self.db().await;
+        let rows: Vec<(String,)> = tether::db::query("SELECT action FROM audit_events ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .expect("audit rows");
+        rows.into_iter().map(|(a,)| a).collect()
+    }
+
     /// A signed-in browser for a new user with one connected Mastodon platform.
     pub async fn user_with_platform(&self, username: &str) -> Browser<'_> {
         let browser = self.browser();
@@ -261,10 +280,9 @@ pub struct Browser<'a> {
 impl<'a> Browser<'a> {
     /// Sends `name: value` with every later request (a user agent, a forwarded address).
     pub fn always_send(&self, name: &str, value: &str) {
-        self.headers
-            .lock()
-            .unwrap()
-            .push((name.to_string(), value.to_string()));
+        let mut headers = self.headers.lock().unwrap();
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        headers.push((name.to_string(), value.to_string()));
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {

@@ -1,0 +1,87 @@
+//! The audit trail: every login attempt and every administrative action, in the database (for
+//! `/admin/audit`) and in Rocket's log. Never a password or a token.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use crate::db::{query, Exec, Timestamp};
+
+#[derive(Clone, Debug, FromRow, Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub created_at: Timestamp,
+    pub action: String,
+    pub actor_name: Option<String>,
+    pub target_name: Option<String>,
+    pub ip: Option<String>,
+    pub detail: String,
+}
+
+/// Who did it, or whom it was done to.
+#[derive(Clone, Copy, Debug)]
+pub struct Party<'a> {
+    pub id: Option<i64>,
+    pub name: &'a str,
+}
+
+pub struct NewAuditEvent<'a> {
+    pub action: &'a str,
+    pub actor: Option<Party<'a>>,
+    pub target: Option<Party<'a>>,
+    pub ip: Option<&'a str>,
+    pub detail: &'a str,
+}
+
+impl AuditEvent {
+    pub async fn record(db: &mut impl Exec, event: NewAuditEvent<'_>) -> Result<(), sqlx::Error> {
+        let name = |p: Option<Party<'_>>| p.map(|p| p.name.chars().take(64).collect::<String>());
+        rocket::info!(
+            "audit: {} actor={} target={} ip={} {}",
+            event.action,
+            name(event.actor).unwrap_or_else(|| "-".into()),
+            name(event.target).unwrap_or_else(|| "-".into()),
+            event.ip.unwrap_or("-"),
+            event.detail
+        );
+        query(
+            "INSERT INTO audit_events
+                 (created_at, action, actor_user_id, actor_name, target_user_id, target_name, ip,
+                  detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(Timestamp::now())
+        .bind(event.action)
+        .bind(event.actor.and_then(|p| p.id))
+        .bind(name(event.actor))
+        .bind(event.target.and_then(|p| p.id))
+        .bind(name(event.target))
+        .bind(event.ip)
+        .bind(event.detail)
+        .execute(db)
+        .await
+        .map(drop)
+    }
+
+    /// Newest first.
+    pub async fn page(
+        db: &mut impl Exec,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<AuditEvent>, sqlx::Error> {
+        query(
+            "SELECT id, created_at, action, actor_name, target_name, ip, detail
+             FROM audit_events ORDER BY id DESC LIMIT $1 OFFSET $2",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
+    }
+
+    pub async fn count(db: &mut impl Exec) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) = query("SELECT COUNT(*) FROM audit_events")
+            .fetch_one(db)
+            .await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,112 @@
+//! Failed-login throttling, kept in the database so every tether instance sees the same counts.
+
+use crate::db::{query, Exec, Timestamp};
+
+/// Failures counted within this many seconds…
+pub const WINDOW_SECONDS: i64 = 15 * 60;
+/// …lock the key for this long once the limit is reached.
+pub const LOCKOUT_SECONDS: i64 = 15 * 60;
+/// Failed logins per submitted username within the window.
+pub const USERNAME_LIMIT: i64 = 5;
+/// Failed logins per client address within the window (a shared NAT has several people).
+pub const ADDRESS_LIMIT: i64 = 20;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Scope {
+    Username,
+    Address,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Username => "username",
+            Scope::Address => "address",
+        }
+    }
+
+    fn limit(self) -> i64 {
+        match self {
+            Scope::Username => USERNAME_LIMIT,
+            Scope::Address => ADDRESS_LIMIT,
+        }
+    }
+}
+
+/// The key a submitted username is counted under: case-insensitive, bounded, whether or not an
+/// account by that name exists.
+pub fn username_key(username: &str) -> String {
+    username.trim().to_lowercase().chars().take(64).collect()
+}
+
+pub struct LoginThrottle;
+
+impl LoginThrottle {
+    /// Whether the username, or the address when known, is locked out now.
+    pub async fn is_locked(
+        db: &mut impl Exec,
+        username_key: &str,
+        address: Option<&str>,
+    ) -> Result<bool, sqlx::Error> {
+        let (locked,): (i64,) = query(
+            "SELECT COUNT(*) FROM login_throttle
+             WHERE locked_until > $1
+               AND ((scope = 'username' AND key = $2) OR (scope = 'address' AND key = $3))",
+        )
+        .bind(Timestamp::now())
+        .bind(username_key)
+        .bind(address)
+        .fetch_one(db)
+        .await?;
+        Ok(locked > 0)
+    }
+
+    /// Counts one failure; reaching the scope's limit within the window locks the key.
+    pub async fn record_failure(
+        db: &mut impl Exec,
+        scope: Scope,
+        key: &str,
+    ) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now();
+        query(
+            "INSERT INTO login_throttle (scope, key, failures, window_start, locked_until)
+             VALUES ($1, $2, 1, $3, NULL)
+             ON CONFLICT (scope, key) DO UPDATE SET
+                 failures = CASE WHEN login_throttle.window_start <= $4 THEN 1
+                                 ELSE login_throttle.failures + 1 END,
+                 window_start = CASE WHEN login_throttle.window_start <= $4 THEN $3
+                                     ELSE login_throttle.window_start END,
+                 locked_until = CASE WHEN login_throttle.window_start > $4
+                                          AND login_throttle.failures + 1 >= $5 THEN $6
+                                     ELSE login_throttle.locked_until END",
+        )
+        .bind(scope.as_str())
+        .bind(key)
+        .bind(now)
+        .bind(now.minus_seconds(WINDOW_SECONDS))
+        .bind(scope.limit())
+        .bind(now.plus_seconds(LOCKOUT_SECONDS))
+        .execute(&mut *db)
+        .await?;
+        // Forget keys whose window and lockout are both over, so the table stays small.
+        query(
+            "DELETE FROM login_throttle
+             WHERE window_start <= $1 AND (locked_until IS NULL OR locked_until <= $2)",
+        )
+        .bind(now.minus_seconds(WINDOW_SECONDS))
+        .bind(now)
+        .execute(db)
+        .await
+        .map(drop)
+    }
+
+    /// A successful login resets the username's count (not the address's: logging in to one's
+    /// own account must not unlock guessing at others).
+    pub async fn clear_username(db: &mut impl Exec, key: &str) -> Result<(), sqlx::Error> {
+        query("DELETE FROM login_throttle WHERE scope = 'username' AND key = $1")
+            .bind(key)
+            .execute(db)
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,151 @@
+//! Login throttling, constant responses, hash upgrades, session timing and cross-site refusal.
+
+mod common;
+
+use argon2::password_hash::{PasswordHasher, SaltString};
+use common::{TestApp, PASSWORD};
+use rocket::http::Status;
+use serde_json::json;
+use tether::db::{Timestamp, Value};
+
+const THROTTLED: &str = "Too many failed login attempts. Please wait 15 minutes and try again.";
+
+async fn attempt(app: &TestApp, ip: &str, username: &str, password: &str) -> common::Page {
+    let browser = app.browser();
+    browser.always_send("X-Real-IP", ip);
+    browser.login(username, password).await
+}
+
+backend_test!(async fn five_failures_lock_a_username_for_everyone_even_with_the_right_password(app) {
+    app.browser().register("alice").await;
+    for i in 0..5 {
+        let page = attempt(&app, &format!("198.51.100.{i}"), "alice", "wrong password!").await;
+        assert_eq!(page.status, Status::Unauthorized, "attempt {i}");
+    }
+    // Right password, new address, different case: still refused.
+    let page = attempt(&app, "203.0.113.9", "ALICE", PASSWORD).await;
+    assert_eq!(page.status, Status::TooManyRequests);
+    assert!(page.body.contains(THROTTLED));
+    assert!(page.location.is_none());
+
+    // Fifteen minutes later the lock is over.
+    let past = Timestamp::now().minus_seconds(15 * 60 + 1);
+    app.exec("UPDATE login_throttle SET locked_until = $1, window_start = $1", vec![Value::Time(past)]).await;
+    attempt(&app, "203.0.113.9", "alice", PASSWORD).await.assert_redirect("/dashboard");
+});
+
+backend_test!(async fn unknown_usernames_are_throttled_exactly_like_real_ones(app) {
+    app.browser().register("alice").await;
+    let mut statuses = Vec::new();
+    for username in ["alice", "ghost"] {
+        for _ in 0..6 {
+            statuses.push((username, attempt(&app, "192.0.2.1", username, "wrong password!").await.status));
+        }
+    }
+    let alice: Vec<_> = statuses.iter().filter(|(u, _)| *u == "alice").map(|(_, s)| *s).collect();
+    let ghost: Vec<_> = statuses.iter().filter(|(u, _)| *u == "ghost").map(|(_, s)| *s).collect();
+    assert_eq!(alice, ghost);
+    assert_eq!(alice[4], Status::Unauthorized);
+    assert_eq!(alice[5], Status::TooManyRequests);
+});
+
+backend_test!(async fn a_successful_login_resets_the_username_count(app) {
+    app.browser().register("alice").await;
+    for _ in 0..4 {
+        attempt(&app, "192.0.2.1", "alice", "wrong password!").await;
+    }
+    attempt(&app, "192.0.2.1", "alice", PASSWORD).await.assert_redirect("/dashboard");
+    for _ in 0..4 {
+        assert_eq!(attempt(&app, "192.0.2.1", "alice", "wrong password!").await.status, Status::Unauthorized);
+    }
+    attempt(&app, "192.0.2.1", "alice", PASSWORD).await.assert_redirect("/dashboard");
+});
+
+backend_test!(async fn one_address_guessing_many_usernames_is_throttled(app) {
+    app.browser().register("alice").await;
+    for i in 0..20 {
+        let page = attempt(&app, "192.0.2.77", &format!("user{i}"), "wrong password!").await;
+        assert_eq!(page.status, Status::Unauthorized, "attempt {i}");
+    }
+    assert_eq!(attempt(&app, "192.0.2.77", "alice", PASSWORD).await.status, Status::TooManyRequests);
+    // Alice herself, from elsewhere, is unaffected.
+    attempt(&app, "192.0.2.78", "alice", PASSWORD).await.assert_redirect("/dashboard");
+});
+
+backend_test!(async fn weaker_password_hashes_are_upgraded_at_login(app) {
+    let alice = app.browser();
+    alice.register("alice").await;
+    let weak = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(4096, 1, 1, None).unwrap(),
+    )
+    .hash_password(PASSWORD.as_bytes(), &SaltString::generate(&mut rand::rngs::OsRng))
+    .unwrap()
+    .to_string();
+    app.exec("UPDATE users SET password_hash = $1", vec![Value::from(weak.as_str())]).await;
+    app.browser().login("alice", PASSWORD).await.assert_redirect("/dashboard");
+    let mut db = app.db().await;
+    let (stored,): (String,) = tether::db::query("SELECT password_hash FROM users").fetch_one(&mut db).await.unwrap();
+    assert_ne!(stored, weak);
+    assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+    app.browser().login("alice", PASSWORD).await.assert_redirect("/dashboard");
+});
+
+async fn session_times(app: &TestApp) -> (i64, i64) {
+    let mut db = app.db().await;
+    let (seen, expires): (Timestamp, Timestamp) =
+        tether::db::query("SELECT last_seen_at, expires_at FROM user_sessions")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    (seen.unix(), expires.unix())
+}
+
+backend_test!(async fn activity_extends_only_the_idle_timeout_and_is_written_once_a_minute(app) {
+    let alice = app.user_with_platform("alice").await;
+    let (seen_before, expires_before) = session_times(&app).await;
+    let thirty_seconds_ago = Timestamp::from_unix(seen_before - 30);
+    app.exec("UPDATE user_sessions SET last_seen_at = $1", vec![Value::Time(thirty_seconds_ago)]).await;
+    for _ in 0..3 {
+        assert_eq!(alice.get("/dashboard").await.status, Status::Ok);
+    }
+    assert_eq!(session_times(&app).await.0, seen_before - 30, "written within the minute");
+
+    let two_minutes_ago = Timestamp::now().minus_seconds(120);
+    app.exec("UPDATE user_sessions SET last_seen_at = $1", vec![Value::Time(two_minutes_ago)]).await;
+    assert_eq!(alice.get("/dashboard").await.status, Status::Ok);
+    let (seen_after, expires_after) = session_times(&app).await;
+    assert!(seen_after >= Timestamp::now().unix() - 5, "last_seen_at not refreshed");
+    assert_eq!(expires_after, expires_before, "activity must not extend the absolute timeout");
+});
+
+backend_test!(async fn cross_site_state_changes_are_refused(app) {
+    let alice = app.user_with_platform("alice").await;
+    let id = alice.platform_id("alice main").await;
+    let token = alice.csrf_from("/dashboard").await;
+    let body = json!({ "platform_id": id });
+
+    alice.always_send("Host", "tether.example");
+    alice.always_send("Origin", "https://evil.example");
+    assert_eq!(alice.post_json("/api/switch_platform", &body, Some(&token)).await.status, Status::Forbidden);
+    let form = alice.post_form(&format!("/platforms/{id}/switch"), &[("csrf_token", &token)]).await;
+    assert_eq!(form.status, Status::Forbidden);
+
+    alice.always_send("Origin", "null");
+    assert_eq!(alice.post_json("/api/switch_platform", &body, Some(&token)).await.status, Status::Forbidden);
+
+    alice.always_send("Origin", "https://tether.example");
+    alice.always_send("Sec-Fetch-Site", "cross-site");
+    assert_eq!(alice.post_json("/api/switch_platform", &body, Some(&token)).await.status, Status::Forbidden);
+
+    alice.always_send("Sec-Fetch-Site", "same-origin");
+    assert_eq!(alice.post_json("/api/switch_platform", &body, Some(&token)).await.status, Status::Ok);
+});
+
+backend_test!(async fn no_account_exists_until_someone_creates_one(app) {
+    assert_eq!(app.count("SELECT COUNT(*) FROM users", vec![]).await, 0);
+    for (username, password) in [("admin", "admin"), ("admin", "password"), ("root", "root")] {
+        assert_eq!(app.browser().login(username, password).await.status, Status::Unauthorized);
+    }
+});
