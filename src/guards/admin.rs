@@ -17,7 +17,10 @@ impl<'r> FromRequest<'r> for AdminUser<'r> {
         if user.is_admin() {
             Outcome::Success(AdminUser(user))
         } else {
-            fail(req, Error::Forbidden("Only administrators can open this page.".into()))
+            fail(
+                req,
+                Error::Forbidden("Only administrators can open this page.".into()),
+            )
         }
     }
 }

@@ -243,12 +243,9 @@ impl User {
         role: Role,
     ) -> Result<AdminChange, sqlx::Error> {
         match role {
-            Role::Admin => User::guarded_change(
-                db,
-                id,
-                "UPDATE users SET role = 'admin' WHERE id = $1",
-            )
-            .await,
+            Role::Admin => {
+                User::guarded_change(db, id, "UPDATE users SET role = 'admin' WHERE id = $1").await
+            }
             Role::User => User::guarded_change(db, id, DEMOTE).await,
         }
     }

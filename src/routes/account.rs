@@ -129,7 +129,11 @@ pub async fn change_password(
         let mut page = page(&mut db, user, runtime, None).await?;
         page.password_errors = errors;
         let layout = layout.with_flash("error", "Your password was not changed.");
-        return Ok(Reply::Invalid(layout.render("account", "Your account", page)));
+        return Ok(Reply::Invalid(layout.render(
+            "account",
+            "Your account",
+            page,
+        )));
     }
 
     conn.release().await;
@@ -142,7 +146,14 @@ pub async fn change_password(
         tx.commit().await?;
         ended
     };
-    audit(&mut db, user, "account.password_change", &client, &format!("ended {ended} other sessions")).await?;
+    audit(
+        &mut db,
+        user,
+        "account.password_change",
+        &client,
+        &format!("ended {ended} other sessions"),
+    )
+    .await?;
     Ok(Reply::Flash(Flash::success(
         Redirect::to("/account"),
         "Your password has been changed, and every other session has been signed out.",
@@ -187,7 +198,11 @@ pub async fn change_email(
         let mut page = page(&mut db, user, runtime, Some(email)).await?;
         page.email_errors = errors;
         let layout = layout.with_flash("error", "Your email was not changed.");
-        return Ok(Reply::Invalid(layout.render("account", "Your account", page)));
+        return Ok(Reply::Invalid(layout.render(
+            "account",
+            "Your account",
+            page,
+        )));
     }
     User::set_email(&mut *db, user.id, email)
         .await
@@ -219,9 +234,15 @@ pub async fn revoke_session(
     }
     if id == user.session_id {
         cookies.remove_private(Cookie::from(SESSION_COOKIE));
-        return Ok(Flash::success(Redirect::to("/login"), "You have been logged out."));
+        return Ok(Flash::success(
+            Redirect::to("/login"),
+            "You have been logged out.",
+        ));
     }
-    Ok(Flash::success(Redirect::to("/account"), "That session has been signed out."))
+    Ok(Flash::success(
+        Redirect::to("/account"),
+        "That session has been signed out.",
+    ))
 }
 
 #[post("/account/sessions/revoke-others", data = "<_form>")]

@@ -12,7 +12,9 @@ use crate::db::{Connection, DbConn};
 use crate::error::{Error, Result};
 use crate::forms::{CsrfOnly, FieldErrors, NewUserForm};
 use crate::guards::{AdminUser, ClientInfo, CsrfForm, Layout};
-use crate::models::{AdminChange, AuditEvent, NewAuditEvent, NewUser, Party, Role, SessionSummary, User};
+use crate::models::{
+    AdminChange, AuditEvent, NewAuditEvent, NewUser, Party, Role, SessionSummary, User,
+};
 
 const PAGE_SIZE: i64 = 20;
 
@@ -159,7 +161,11 @@ pub async fn create_user(
             errors,
         };
         let layout = layout.with_flash("error", "Please correct the highlighted fields.");
-        return Ok(Reply::Invalid(layout.render("admin_user_new", "Create a user", page)));
+        return Ok(Reply::Invalid(layout.render(
+            "admin_user_new",
+            "Create a user",
+            page,
+        )));
     }
     conn.release().await;
     let hash = hasher.hash(&form.password).await?;
@@ -209,19 +215,39 @@ pub async fn user_action(
         .ok_or(Error::NotFound("User"))?;
     let name = target.username.as_str();
     let (outcome, done, audit_action) = match action {
-        "activate" => (User::set_active(&mut db, id, true).await?, format!("{name} can sign in again."), "admin.activate"),
+        "activate" => (
+            User::set_active(&mut db, id, true).await?,
+            format!("{name} can sign in again."),
+            "admin.activate",
+        ),
         "deactivate" => {
             let outcome = User::set_active(&mut db, id, false).await?;
             if outcome == AdminChange::Done {
                 SessionSummary::revoke_all(&mut *db, id, None).await?;
             }
-            (outcome, format!("{name} is deactivated and signed out everywhere."), "admin.deactivate")
+            (
+                outcome,
+                format!("{name} is deactivated and signed out everywhere."),
+                "admin.deactivate",
+            )
         }
-        "promote" => (User::set_role(&mut db, id, Role::Admin).await?, format!("{name} is now an administrator."), "admin.promote"),
-        "demote" => (User::set_role(&mut db, id, Role::User).await?, format!("{name} is no longer an administrator."), "admin.demote"),
+        "promote" => (
+            User::set_role(&mut db, id, Role::Admin).await?,
+            format!("{name} is now an administrator."),
+            "admin.promote",
+        ),
+        "demote" => (
+            User::set_role(&mut db, id, Role::User).await?,
+            format!("{name} is no longer an administrator."),
+            "admin.demote",
+        ),
         "end-sessions" => {
             let ended = SessionSummary::revoke_all(&mut *db, id, None).await?;
-            (AdminChange::Done, format!("Ended {ended} session(s) of {name}."), "admin.end_sessions")
+            (
+                AdminChange::Done,
+                format!("Ended {ended} session(s) of {name}."),
+                "admin.end_sessions",
+            )
         }
         _ => return Err(Error::NotFound("Page")),
     };
@@ -251,7 +277,11 @@ pub async fn audit_log(
     let total = AuditEvent::count(&mut *db).await?;
     let (pager, offset) = pager(page, total, |n| uri!(audit_log(page = Some(n))).to_string());
     let events = AuditEvent::page(&mut *db, PAGE_SIZE, offset).await?;
-    Ok(Reply::Page(layout.render("admin_audit", "Audit log", AuditPage { events, pager })))
+    Ok(Reply::Page(layout.render(
+        "admin_audit",
+        "Audit log",
+        AuditPage { events, pager },
+    )))
 }
 
 /// Any other path under /admin, with any method: 403 for non-admins (like every admin route),
@@ -269,8 +299,14 @@ fn fallback<'r>(req: &'r rocket::Request<'_>, _: rocket::Data<'r>) -> rocket::ro
 }
 
 pub fn fallbacks() -> Vec<Route> {
-    [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete]
-        .into_iter()
-        .map(|method| Route::ranked(100, method, "/admin/<_..>", fallback))
-        .collect()
+    [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+    ]
+    .into_iter()
+    .map(|method| Route::ranked(100, method, "/admin/<_..>", fallback))
+    .collect()
 }

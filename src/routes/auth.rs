@@ -139,7 +139,9 @@ pub async fn login(
     };
     audit(&mut db, "login.success", target, ip, "").await?;
     start_session(&mut db, runtime, &client, cookies, user_id).await?;
-    Ok(Reply::Redirect(Redirect::to(safe_next(form.next.as_deref()))))
+    Ok(Reply::Redirect(Redirect::to(safe_next(
+        form.next.as_deref(),
+    ))))
 }
 
 async fn audit(
