@@ -279,19 +279,25 @@ pub fn check_password(password: &str, username: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The rules for a new account's username, email and password, wherever it is created.
+fn check_new_account(username: &str, email: &str, password: &str) -> FieldErrors {
+    let mut errors = FieldErrors::new();
+    if let Err(e) = check_username(username.trim()) {
+        errors.insert("username", e);
+    }
+    if let Err(e) = check_email(email.trim()) {
+        errors.insert("email", e);
+    }
+    if let Err(e) = check_password(password, username.trim()) {
+        errors.insert("password", e);
+    }
+    errors
+}
+
 impl RegisterForm {
     pub fn validate(&self) -> FieldErrors {
-        let mut errors = FieldErrors::new();
-        let username = self.username.trim();
-        if let Err(e) = check_username(username) {
-            errors.insert("username", e);
-        }
-        if let Err(e) = check_email(self.email.trim()) {
-            errors.insert("email", e);
-        }
-        if let Err(e) = check_password(&self.password, username) {
-            errors.insert("password", e);
-        } else if self.password != self.password_confirm {
+        let mut errors = check_new_account(&self.username, &self.email, &self.password);
+        if !errors.contains_key("password") && self.password != self.password_confirm {
             errors.insert("password_confirm", "The passwords do not match.".into());
         }
         errors
@@ -316,18 +322,7 @@ impl PasswordChangeForm {
 
 impl NewUserForm {
     pub fn validate(&self) -> FieldErrors {
-        let mut errors = FieldErrors::new();
-        let username = self.username.trim();
-        if let Err(e) = check_username(username) {
-            errors.insert("username", e);
-        }
-        if let Err(e) = check_email(self.email.trim()) {
-            errors.insert("email", e);
-        }
-        if let Err(e) = check_password(&self.password, username) {
-            errors.insert("password", e);
-        }
-        errors
+        check_new_account(&self.username, &self.email, &self.password)
     }
 }
 

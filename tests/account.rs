@@ -157,3 +157,24 @@ backend_test!(async fn account_pages_need_a_signed_in_user(app) {
     let page = visitor.get("/account").await;
     assert!(page.location.unwrap().starts_with("/login?next=%2Faccount"));
 });
+
+backend_test!(async fn guessing_the_current_password_is_throttled_like_logins(app) {
+    let alice = app.browser();
+    alice.register("alice").await;
+    for _ in 0..5 {
+        let page = alice
+            .submit("/account", "/account/email", &[("email", "a@b.example"), ("current_password", "guess guess")])
+            .await;
+        assert_eq!(page.status, Status::UnprocessableEntity);
+    }
+    let page = alice
+        .submit("/account", "/account/password", &[
+            ("current_password", PASSWORD),
+            ("new_password", NEW_PASSWORD),
+            ("new_password_confirm", NEW_PASSWORD),
+        ])
+        .await;
+    assert_eq!(page.status, Status::TooManyRequests);
+    assert!(page.body.contains("Too many failed login attempts"));
+    assert_eq!(app.browser().login("alice", PASSWORD).await.status, Status::TooManyRequests);
+});

@@ -86,6 +86,19 @@ backend_test!(async fn invalid_platform_form_is_422_with_errors_by_fields_and_va
     assert!(!page.body.contains("secret token with spaces"), "token echoed back");
     assert_eq!(app.count("SELECT COUNT(*) FROM platform_connections", vec![]).await, 0);
 
+    let long_name = "n".repeat(101);
+    let too_long = alice
+        .submit("/platforms/new", "/platforms", &[
+            ("name", long_name.as_str()),
+            ("platform_type", "mastodon"),
+            ("instance_url", "https://mastodon.social"),
+            ("username", "alice"),
+            ("access_token", "t0k3n"),
+        ])
+        .await;
+    assert_eq!(too_long.status, Status::UnprocessableEntity);
+    assert!(too_long.body.contains("Name must be at most 100 characters."));
+
     let missing = alice.submit("/platforms/new", "/platforms", &[]).await;
     assert_eq!(missing.status, Status::UnprocessableEntity);
     assert!(missing.body.contains("Paste the access token for this account."));
@@ -267,5 +280,9 @@ backend_test!(async fn user_typed_text_is_escaped_everywhere(app) {
     let dashboard = alice.follow(&page).await;
     assert!(!dashboard.body.contains(name), "raw markup in page");
     assert!(dashboard.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(
+        dashboard.body.contains("Connected &lt;script&gt;alert(1)&lt;/script&gt;."),
+        "flash text escaped"
+    );
     assert!(!alice.get("/platforms").await.body.contains(name));
 });

@@ -5,6 +5,7 @@ use rocket::response::{Flash, Redirect};
 use rocket::{get, post, State};
 use serde::Serialize;
 
+use super::auth::MSG_THROTTLED;
 use super::Reply;
 use crate::config::Runtime;
 use crate::crypto::PasswordHasherPool;
@@ -12,7 +13,8 @@ use crate::db::{Connection, DbConn};
 use crate::error::{Error, Result};
 use crate::forms::{check_email, CsrfOnly, EmailChangeForm, FieldErrors, PasswordChangeForm};
 use crate::guards::{ClientInfo, CsrfForm, CurrentUser, Layout, SESSION_COOKIE};
-use crate::models::{AuditEvent, NewAuditEvent, Party, SessionSummary, User};
+use crate::models::throttle::{self, Scope};
+use crate::models::{AuditEvent, LoginThrottle, NewAuditEvent, Party, SessionSummary, User};
 
 #[derive(Serialize)]
 struct SessionRow {
@@ -82,6 +84,31 @@ async fn audit(
     Ok(())
 }
 
+/// Re-authentication for sensitive changes. Wrong answers count against the same per-username
+/// limit as failed logins, so a stolen session cannot be used to guess the password either.
+async fn current_password_ok(
+    conn: &Connection<'_>,
+    hasher: &PasswordHasherPool,
+    user: &CurrentUser,
+    password: &str,
+) -> Result<bool> {
+    let key = throttle::username_key(&user.username);
+    let stored = {
+        let mut db = conn.get().await?;
+        if LoginThrottle::is_locked(&mut *db, &key, None).await? {
+            return Err(Error::TooManyRequests(MSG_THROTTLED.into()));
+        }
+        User::password_hash(&mut *db, user.id).await?
+    };
+    conn.release().await;
+    let valid = hasher.verify(password, stored.as_deref()).await?.valid;
+    if !valid {
+        let mut db = conn.get().await?;
+        LoginThrottle::record_failure(&mut *db, Scope::Username, &key).await?;
+    }
+    Ok(valid)
+}
+
 #[get("/account")]
 pub async fn show(
     user: &CurrentUser,
@@ -108,21 +135,13 @@ pub async fn change_password(
 ) -> Result<Reply> {
     let form = form.0;
     let mut errors = form.validate(&user.username);
-    if !errors.contains_key("current_password") {
-        let stored = {
-            let mut db = conn.get().await?;
-            User::password_hash(&mut *db, user.id).await?
-        };
-        conn.release().await;
-        let check = hasher
-            .verify(&form.current_password, stored.as_deref())
-            .await?;
-        if !check.valid {
-            errors.insert(
-                "current_password",
-                "Your current password is not correct.".into(),
-            );
-        }
+    if !errors.contains_key("current_password")
+        && !current_password_ok(&conn, hasher, user, &form.current_password).await?
+    {
+        errors.insert(
+            "current_password",
+            "Your current password is not correct.".into(),
+        );
     }
     if !errors.is_empty() {
         let mut db = conn.get().await?;
@@ -174,20 +193,15 @@ pub async fn change_email(
     let form = form.0;
     let email = form.email.trim();
     let mut errors = FieldErrors::new();
-    let stored = {
+    if let Err(e) = check_email(email) {
+        errors.insert("email", e);
+    } else {
         let mut db = conn.get().await?;
-        if let Err(e) = check_email(email) {
-            errors.insert("email", e);
-        } else if User::email_taken(&mut *db, email, Some(user.id)).await? {
+        if User::email_taken(&mut *db, email, Some(user.id)).await? {
             errors.insert("email", "An account with this email already exists.".into());
         }
-        User::password_hash(&mut *db, user.id).await?
-    };
-    conn.release().await;
-    let check = hasher
-        .verify(&form.current_password, stored.as_deref())
-        .await?;
-    if !check.valid {
+    }
+    if !current_password_ok(&conn, hasher, user, &form.current_password).await? {
         errors.insert(
             "email_current_password",
             "Your current password is not correct.".into(),

@@ -6,15 +6,14 @@ use rocket::response::{Flash, Redirect};
 use rocket::{get, post, uri, Route, State};
 use serde::Serialize;
 
+use super::auth::{create_account, taken_errors};
 use super::Reply;
 use crate::crypto::PasswordHasherPool;
 use crate::db::{Connection, DbConn};
 use crate::error::{Error, Result};
 use crate::forms::{CsrfOnly, FieldErrors, NewUserForm};
 use crate::guards::{AdminUser, ClientInfo, CsrfForm, Layout};
-use crate::models::{
-    AdminChange, AuditEvent, NewAuditEvent, NewUser, Party, Role, SessionSummary, User,
-};
+use crate::models::{AdminChange, AuditEvent, NewAuditEvent, Party, Role, SessionSummary, User};
 
 const PAGE_SIZE: i64 = 20;
 
@@ -143,16 +142,7 @@ pub async fn create_user(
     let form = form.0;
     let username = form.username.trim();
     let email = form.email.trim();
-    let mut errors = form.validate();
-    {
-        let mut db = conn.get().await?;
-        if !errors.contains_key("username") && User::username_taken(&mut *db, username).await? {
-            errors.insert("username", "That username is taken.".into());
-        }
-        if !errors.contains_key("email") && User::email_taken(&mut *db, email, None).await? {
-            errors.insert("email", "An account with this email already exists.".into());
-        }
-    }
+    let errors = taken_errors(&conn, form.validate(), username, email).await?;
     if !errors.is_empty() {
         let page = NewUserPage {
             username,
@@ -167,26 +157,9 @@ pub async fn create_user(
             page,
         )));
     }
-    conn.release().await;
-    let hash = hasher.hash(&form.password).await?;
-    let mut db = conn.get().await?;
     let role = if form.admin { Role::Admin } else { Role::User };
-    let user = User::create(
-        &mut *db,
-        NewUser {
-            username,
-            email,
-            password_hash: &hash,
-            role: Some(role),
-        },
-    )
-    .await
-    .map_err(|e| match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => {
-            Error::Unprocessable("That username or email was just taken.".into())
-        }
-        _ => Error::Database(e),
-    })?;
+    let user = create_account(&conn, hasher, username, email, &form.password, Some(role)).await?;
+    let mut db = conn.get().await?;
     let target = Party {
         id: Some(user.id),
         name: &user.username,

@@ -14,7 +14,7 @@ use crate::guards::{
 };
 use crate::models::throttle::{self, Scope};
 use crate::models::{
-    AuditEvent, LoginThrottle, NewAuditEvent, NewSession, NewUser, Party, SessionRecord, User,
+    AuditEvent, LoginThrottle, NewAuditEvent, NewSession, NewUser, Party, Role, SessionRecord, User,
 };
 
 pub const MSG_INVALID_LOGIN: &str = "Invalid username or password.";
@@ -257,16 +257,7 @@ pub async fn register(
     let form = form.0;
     let username = form.username.trim();
     let email = form.email.trim();
-    let mut errors = form.validate();
-    {
-        let mut db = conn.get().await?;
-        if !errors.contains_key("username") && User::username_taken(&mut *db, username).await? {
-            errors.insert("username", "That username is taken.".into());
-        }
-        if !errors.contains_key("email") && User::email_taken(&mut *db, email, None).await? {
-            errors.insert("email", "An account with this email already exists.".into());
-        }
-    }
+    let errors = taken_errors(&conn, form.validate(), username, email).await?;
     if !errors.is_empty() {
         let page = RegisterPage {
             username,
@@ -281,29 +272,59 @@ pub async fn register(
         )));
     }
 
-    conn.release().await;
-    let password_hash = hasher.hash(&form.password).await?;
+    let user = create_account(&conn, hasher, username, email, &form.password, None).await?;
     let mut db = conn.get().await?;
-    let user = User::create(
-        &mut *db,
-        NewUser {
-            username,
-            email,
-            password_hash: &password_hash,
-            role: None,
-        },
-    )
-    .await
-    .map_err(|e| match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => Error::Unprocessable(
-            "That username or email was just taken. Please choose another.".into(),
-        ),
-        _ => Error::Database(e),
-    })?;
     rocket::info!("registered user {} ({})", user.username, user.role);
     start_session(&mut db, runtime, &client, cookies, user.id).await?;
     Ok(Reply::Flash(Flash::success(
         Redirect::to("/dashboard"),
         format!("Welcome, {}!", user.username),
     )))
+}
+
+/// Adds "already taken" to a new account's field errors (registration and admin-created users).
+pub async fn taken_errors(
+    conn: &Connection<'_>,
+    mut errors: FieldErrors,
+    username: &str,
+    email: &str,
+) -> Result<FieldErrors> {
+    let mut db = conn.get().await?;
+    if !errors.contains_key("username") && User::username_taken(&mut *db, username).await? {
+        errors.insert("username", "That username is taken.".into());
+    }
+    if !errors.contains_key("email") && User::email_taken(&mut *db, email, None).await? {
+        errors.insert("email", "An account with this email already exists.".into());
+    }
+    Ok(errors)
+}
+
+/// Hashes the password with the connection back in the pool, then inserts the user. `role:
+/// None` makes the first user of an empty database its admin.
+pub async fn create_account(
+    conn: &Connection<'_>,
+    hasher: &PasswordHasherPool,
+    username: &str,
+    email: &str,
+    password: &str,
+    role: Option<Role>,
+) -> Result<User> {
+    conn.release().await;
+    let password_hash = hasher.hash(password).await?;
+    let mut db = conn.get().await?;
+    let new = NewUser {
+        username,
+        email,
+        password_hash: &password_hash,
+        role,
+    };
+    User::create(&mut *db, new)
+        .await
+        .map_err(|e| match e.as_database_error() {
+            // Another request took the name between our check and the insert.
+            Some(d) if d.is_unique_violation() => Error::Unprocessable(
+                "That username or email was just taken. Please choose another.".into(),
+            ),
+            _ => Error::Database(e),
+        })
 }
