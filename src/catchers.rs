@@ -54,9 +54,11 @@ pub enum CatcherReply {
     Page((Status, Template)),
 }
 
+/// Back to the login page, returning afterwards to the page that asked. Only a GET can be
+/// replayed: after a form post the user lands on the dashboard rather than a 404.
 fn login_redirect(req: &Request<'_>, message: &str) -> CatcherReply {
-    let next = req.uri().to_string();
-    let target = uri!(login_page(next = Some(next.as_str())));
+    let next = (req.method() == rocket::http::Method::Get).then(|| req.uri().to_string());
+    let target = uri!(login_page(next = next.as_deref()));
     CatcherReply::Redirect(Flash::error(Redirect::to(target), message))
 }
 

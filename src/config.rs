@@ -126,6 +126,20 @@ pub fn prepare(figment: Figment) -> Result<(Figment, Runtime), String> {
         .extract()
         .map_err(|e| format!("invalid configuration: {e}"))?;
     let debug = is_debug(&figment);
+    const TEN_YEARS: u64 = 10 * 365 * 24 * 3600;
+    for (name, value) in [
+        ("session_idle_timeout", settings.session_idle_timeout),
+        (
+            "session_absolute_timeout",
+            settings.session_absolute_timeout,
+        ),
+    ] {
+        if !(60..=TEN_YEARS).contains(&value) {
+            return Err(format!(
+                "{name} is {value}: use a number of seconds from 60 to {TEN_YEARS}"
+            ));
+        }
+    }
     let mut figment = figment;
     let mut settings = settings;
 

@@ -122,14 +122,20 @@ impl Error {
 /// Pool timeouts, a closed pool and lost connections are the database being unavailable (503);
 /// anything else the database says is our bug (500).
 fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
+    match e {
         sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed
-    )
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLite busy/locked past the busy timeout; PostgreSQL out of connections or shutting
+        // down. Transient: worth a retry, not a bug.
+        sqlx::Error::Database(d) => matches!(
+            d.code().as_deref(),
+            Some("5" | "6" | "517" | "53300" | "57P01" | "57P02" | "57P03")
+        ),
+        _ => false,
+    }
 }
 
 impl Failure {

@@ -99,6 +99,8 @@ backend_test!(async fn registration_closed_answers_404(app)
     config = |f: rocket::figment::Figment| f.merge(("allow_registration", false)), {
     let visitor = app.browser();
     assert_eq!(visitor.get("/register").await.status, Status::NotFound);
+    let without_token = visitor.post_form("/register", &[("username", "alice")]).await;
+    assert_eq!(without_token.status, Status::NotFound);
     let token = visitor.csrf_from("/login").await;
     let page = visitor
         .post_form("/register", &[

@@ -75,3 +75,16 @@ fn documented_defaults_hold() {
     assert_eq!(limits.get("form").unwrap().as_u64(), 64 * 1024);
     assert_eq!(limits.get("json").unwrap().as_u64(), 16 * 1024);
 }
+
+#[test]
+fn absurd_session_timeouts_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value) in [
+        ("session_idle_timeout", 5u64),
+        ("session_absolute_timeout", u64::MAX / 2),
+    ] {
+        let error =
+            tether::config::prepare(debug_figment(dir.path()).merge((key, value))).unwrap_err();
+        assert!(error.contains(key), "{error}");
+    }
+}

@@ -149,3 +149,115 @@ backend_test!(async fn no_account_exists_until_someone_creates_one(app) {
         assert_eq!(app.browser().login(username, password).await.status, Status::Unauthorized);
     }
 });
+
+backend_test!(async fn parallel_guesses_cannot_outrun_the_throttle(app) {
+    app.browser().register("alice").await;
+    let browsers: Vec<_> = (0..16).map(|i| {
+        let b = app.browser();
+        b.always_send("X-Real-IP", &format!("198.18.0.{i}"));
+        b
+    }).collect();
+    let mut tokens = Vec::new();
+    for b in &browsers {
+        tokens.push(b.csrf_from("/login").await);
+    }
+    let guesses = browsers.iter().zip(&tokens).map(|(b, token)| async move {
+        b.post_form("/login", &[("username", "alice"), ("password", "guess number x"), ("csrf_token", token)])
+            .await
+            .status
+    });
+    let statuses = rocket::futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == Status::Unauthorized).count();
+    let refused = statuses.iter().filter(|s| **s == Status::TooManyRequests).count();
+    assert_eq!(checked, 5, "{statuses:?}");
+    assert_eq!(refused, 11, "{statuses:?}");
+    assert_eq!(attempt(&app, "198.18.1.1", "alice", PASSWORD).await.status, Status::TooManyRequests);
+});
+
+backend_test!(async fn control_characters_in_typed_names_are_4xx_and_never_logged_raw(app) {
+    let root = app.browser();
+    root.register("root").await;
+    for username in ["\0", "al\0ice", "alice\nINFO audit: admin.promote actor=root", "alİce"] {
+        let page = attempt(&app, "198.18.2.1", username, PASSWORD).await;
+        assert_eq!(page.status, Status::Unauthorized, "{username:?}: {}", page.body);
+    }
+    let mut db = app.db().await;
+    let names: Vec<(Option<String>,)> =
+        tether::db::query("SELECT target_name FROM audit_events WHERE action = 'login.failure'")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(names.len(), 4);
+    for (name,) in names {
+        let name = name.unwrap_or_default();
+        assert!(!name.chars().any(char::is_control), "{name:?}");
+    }
+    assert_eq!(root.get("/admin/users?q=%00").await.status, Status::Ok);
+});
+
+backend_test!(async fn unusable_next_values_fall_back_to_the_dashboard(app) {
+    app.browser().register("alice").await;
+    for next in ["/a b", "/\"quoted\"", "/%ZZ"] {
+        let visitor = app.browser();
+        let token = visitor.csrf_from("/login").await;
+        let page = visitor
+            .post_form("/login", &[("username", "alice"), ("password", PASSWORD), ("csrf_token", &token), ("next", next)])
+            .await;
+        assert_eq!(page.status, Status::SeeOther, "{next}: {}", page.body);
+        let location = page.location.unwrap();
+        assert!(location == "/dashboard" || location == next, "{next} → {location}");
+        assert_eq!(visitor.get("/login?next=/%20").await.location.as_deref(), Some("/dashboard"));
+    }
+});
+
+backend_test!(async fn an_expired_session_on_a_form_post_returns_to_login_without_a_dead_next(app) {
+    let alice = app.user_with_platform("alice").await;
+    let token = alice.csrf_from("/platforms").await;
+    app.exec("DELETE FROM user_sessions", vec![]).await;
+    let page = alice.post_form("/logout", &[("csrf_token", &token)]).await;
+    page.assert_redirect("/login");
+    assert!(alice.follow(&page).await.body.contains("Session expired. Please log in again."));
+});
+
+backend_test!(async fn simultaneous_first_registrations_make_exactly_one_admin(app) {
+    let browsers: Vec<_> = (0..4).map(|_| app.browser()).collect();
+    let mut tokens = Vec::new();
+    for b in &browsers {
+        tokens.push(b.csrf_from("/register").await);
+    }
+    let registrations = browsers.iter().zip(&tokens).enumerate().map(|(i, (b, token))| async move {
+        let name = format!("first{i}");
+        let email = format!("first{i}@example.com");
+        b.post_form("/register", &[
+            ("username", name.as_str()),
+            ("email", email.as_str()),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+            ("csrf_token", token.as_str()),
+        ])
+        .await
+        .status
+    });
+    let statuses = rocket::futures::future::join_all(registrations).await;
+    assert!(statuses.iter().all(|s| *s == Status::SeeOther), "{statuses:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM users WHERE role = 'admin'", vec![]).await, 1);
+});
+
+backend_test!(async fn simultaneous_default_changes_leave_exactly_one_default(app) {
+    let alice = app.user_with_platform("alice").await;
+    let mut ids = vec![alice.platform_id("alice main").await];
+    for name in ["B", "C", "D"] {
+        ids.push(alice.add_platform(name, &format!("https://{}.example", name.to_lowercase()), "alice").await);
+    }
+    let token = alice.csrf_from("/platforms").await;
+    let changes = ids.iter().rev().map(|id| {
+        let token = token.clone();
+        let alice = &alice;
+        async move {
+            alice.post_form(&format!("/platforms/{id}/default"), &[("csrf_token", &token)]).await.status
+        }
+    });
+    let statuses = rocket::futures::future::join_all(changes).await;
+    assert!(statuses.iter().all(|s| *s == Status::SeeOther), "{statuses:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM platform_connections WHERE is_default", vec![]).await, 1);
+});

@@ -97,17 +97,13 @@ fn cross_site(req: &Request<'_>) -> bool {
     let Some(host) = origin.host_str() else {
         return true;
     };
-    let Some(request_host) = headers.get_one("Host") else {
+    // `Request::host` reads Host, or HTTP/2's :authority.
+    let Some(request_host) = req.host() else {
         return true;
     };
-    // Host may carry the default port explicitly; the Origin never does.
-    let (request_name, request_port) = match request_host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => (name, port.parse().ok()),
-        _ => (request_host, None),
-    };
-    let same_port = request_port.is_none() && origin.port().is_none()
-        || request_port == origin.port_or_known_default();
-    !(host.eq_ignore_ascii_case(request_name) && same_port)
+    let same_port = request_host.port().is_none() && origin.port().is_none()
+        || request_host.port() == origin.port_or_known_default();
+    !(host.eq_ignore_ascii_case(request_host.domain().as_str()) && same_port)
 }
 
 /// A form whose `csrf_token` field is checked before the handler runs.

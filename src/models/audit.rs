@@ -34,9 +34,19 @@ pub struct NewAuditEvent<'a> {
 
 impl AuditEvent {
     pub async fn record(db: &mut impl Exec, event: NewAuditEvent<'_>) -> Result<(), sqlx::Error> {
-        let name = |p: Option<Party<'_>>| p.map(|p| p.name.chars().take(64).collect::<String>());
+        // Names may be whatever someone typed at the login form: no control characters, so a
+        // crafted name cannot forge log lines, and debug-quoted in the log.
+        let name = |p: Option<Party<'_>>| {
+            p.map(|p| {
+                p.name
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(64)
+                    .collect::<String>()
+            })
+        };
         rocket::info!(
-            "audit: {} actor={} target={} ip={} {}",
+            "audit: {} actor={:?} target={:?} ip={:?} {:?}",
             event.action,
             name(event.actor).unwrap_or_else(|| "-".into()),
             name(event.target).unwrap_or_else(|| "-".into()),

@@ -36,49 +36,46 @@ impl Scope {
 /// The key a submitted username is counted under: case-insensitive, bounded, whether or not an
 /// account by that name exists.
 pub fn username_key(username: &str) -> String {
-    username.trim().to_lowercase().chars().take(64).collect()
+    username
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect()
 }
 
 pub struct LoginThrottle;
 
 impl LoginThrottle {
-    /// Whether the username, or the address when known, is locked out now.
-    pub async fn is_locked(
-        db: &mut impl Exec,
-        username_key: &str,
-        address: Option<&str>,
-    ) -> Result<bool, sqlx::Error> {
-        let (locked,): (i64,) = query(
-            "SELECT COUNT(*) FROM login_throttle
-             WHERE locked_until > $1
-               AND ((scope = 'username' AND key = $2) OR (scope = 'address' AND key = $3))",
-        )
-        .bind(Timestamp::now())
-        .bind(username_key)
-        .bind(address)
-        .fetch_one(db)
-        .await?;
-        Ok(locked > 0)
-    }
-
-    /// Counts one failure; reaching the scope's limit within the window locks the key.
-    pub async fn record_failure(
-        db: &mut impl Exec,
-        scope: Scope,
-        key: &str,
-    ) -> Result<(), sqlx::Error> {
+    /// Counts an attempt before the password is checked, in one statement, and says whether it
+    /// may proceed. Counting first means parallel requests cannot all slip past the check: the
+    /// sixth of any number of simultaneous guesses is refused. A key stays locked for
+    /// `LOCKOUT_SECONDS` once it reaches its limit.
+    pub async fn attempt(db: &mut impl Exec, scope: Scope, key: &str) -> Result<bool, sqlx::Error> {
         let now = Timestamp::now();
-        query(
+        let (count,): (i64,) = query(
             "INSERT INTO login_throttle (scope, key, failures, window_start, locked_until)
              VALUES ($1, $2, 1, $3, NULL)
              ON CONFLICT (scope, key) DO UPDATE SET
-                 failures = CASE WHEN login_throttle.window_start <= $4 THEN 1
-                                 ELSE login_throttle.failures + 1 END,
-                 window_start = CASE WHEN login_throttle.window_start <= $4 THEN $3
-                                     ELSE login_throttle.window_start END,
-                 locked_until = CASE WHEN login_throttle.window_start > $4
-                                          AND login_throttle.failures + 1 >= $5 THEN $6
-                                     ELSE login_throttle.locked_until END",
+                 failures = CASE WHEN login_throttle.window_start <= $4
+                                      AND (login_throttle.locked_until IS NULL
+                                           OR login_throttle.locked_until <= $3)
+                                 THEN 1 ELSE login_throttle.failures + 1 END,
+                 window_start = CASE WHEN login_throttle.window_start <= $4
+                                          AND (login_throttle.locked_until IS NULL
+                                               OR login_throttle.locked_until <= $3)
+                                     THEN $3 ELSE login_throttle.window_start END,
+                 locked_until = CASE WHEN login_throttle.window_start <= $4
+                                          AND (login_throttle.locked_until IS NULL
+                                               OR login_throttle.locked_until <= $3)
+                                     THEN NULL
+                                     WHEN login_throttle.failures + 1 >= $5
+                                          AND (login_throttle.locked_until IS NULL
+                                               OR login_throttle.locked_until <= $3)
+                                     THEN $6
+                                     ELSE login_throttle.locked_until END
+             RETURNING failures",
         )
         .bind(scope.as_str())
         .bind(key)
@@ -86,9 +83,31 @@ impl LoginThrottle {
         .bind(now.minus_seconds(WINDOW_SECONDS))
         .bind(scope.limit())
         .bind(now.plus_seconds(LOCKOUT_SECONDS))
+        .fetch_one(db)
+        .await?;
+        Ok(count <= scope.limit())
+    }
+
+    /// A successful login resets the username's count, and takes back its own attempt from the
+    /// address's (so an office behind one address is not locked out by people who log in fine).
+    pub async fn succeeded(
+        db: &mut impl Exec,
+        username_key: &str,
+        address: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        query("DELETE FROM login_throttle WHERE scope = 'username' AND key = $1")
+            .bind(username_key)
+            .execute(&mut *db)
+            .await?;
+        query(
+            "UPDATE login_throttle SET failures = failures - 1
+             WHERE scope = 'address' AND key = $1 AND failures > 0",
+        )
+        .bind(address)
         .execute(&mut *db)
         .await?;
         // Forget keys whose window and lockout are both over, so the table stays small.
+        let now = Timestamp::now();
         query(
             "DELETE FROM login_throttle
              WHERE window_start <= $1 AND (locked_until IS NULL OR locked_until <= $2)",
@@ -98,15 +117,5 @@ impl LoginThrottle {
         .execute(db)
         .await
         .map(drop)
-    }
-
-    /// A successful login resets the username's count (not the address's: logging in to one's
-    /// own account must not unlock guessing at others).
-    pub async fn clear_username(db: &mut impl Exec, key: &str) -> Result<(), sqlx::Error> {
-        query("DELETE FROM login_throttle WHERE scope = 'username' AND key = $1")
-            .bind(key)
-            .execute(db)
-            .await
-            .map(drop)
     }
 }

@@ -1,7 +1,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use crate::db::{query, Exec, Timestamp};
+use crate::db::{query, DbConn, Engine, Exec, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,10 +102,19 @@ impl User {
         Ok(row.is_some())
     }
 
-    /// Inserts the user; with `role: None` the first user of an empty database becomes admin, in
-    /// the same statement, so two simultaneous first registrations cannot both become admin.
-    pub async fn create(db: &mut impl Exec, new: NewUser<'_>) -> Result<User, sqlx::Error> {
-        query(
+    /// Inserts the user; with `role: None` the first user of an empty database becomes admin.
+    /// On PostgreSQL two simultaneous first registrations would each see an empty table, so the
+    /// insert runs under the admin lock there; SQLite has one writer at a time anyway.
+    pub async fn create(db: &mut DbConn, new: NewUser<'_>) -> Result<User, sqlx::Error> {
+        let engine = db.engine();
+        let mut tx = db.begin().await?;
+        if engine == Engine::Postgres && new.role.is_none() {
+            query("SELECT pg_advisory_xact_lock($1)")
+                .bind(ADMIN_LOCK_ID)
+                .execute(&mut tx)
+                .await?;
+        }
+        let user = query(
             "INSERT INTO users (username, email, password_hash, role, is_active, created_at)
              VALUES ($1, $2, $3,
                      COALESCE($4, CASE WHEN EXISTS (SELECT 1 FROM users) THEN 'user' ELSE 'admin' END),
@@ -117,8 +126,21 @@ impl User {
         .bind(new.password_hash)
         .bind(new.role.map(Role::as_str))
         .bind(Timestamp::now())
-        .fetch_one(db)
-        .await
+        .fetch_one(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    /// Takes the user's row lock for the rest of the transaction (a no-op write, so it works the
+    /// same on both engines: a row lock on PostgreSQL, the write lock on SQLite) and says whether
+    /// the user exists. Serialises changes to one user's platforms and role.
+    pub async fn lock(db: &mut impl Exec, id: i64) -> Result<bool, sqlx::Error> {
+        let locked = query("UPDATE users SET role = role WHERE id = $1")
+            .bind(id)
+            .execute(db)
+            .await?;
+        Ok(locked > 0)
     }
 
     /// Stamps a successful login and, when the stored hash was weaker than today's parameters,
@@ -213,16 +235,16 @@ impl User {
 
     /// Changes role or activity, refusing to remove the last active admin.
     async fn guarded_change(
-        db: &mut crate::db::DbConn,
+        db: &mut DbConn,
         id: i64,
         update: &str,
     ) -> Result<AdminChange, sqlx::Error> {
         let engine = db.engine();
         let mut tx = db.begin().await?;
-        if User::find(&mut tx, id).await?.is_none() {
+        if !User::lock(&mut tx, id).await? {
             return Ok(AdminChange::NotFound);
         }
-        if engine == crate::db::Engine::Postgres {
+        if engine == Engine::Postgres {
             query("SELECT pg_advisory_xact_lock($1)")
                 .bind(ADMIN_LOCK_ID)
                 .execute(&mut tx)
@@ -238,7 +260,7 @@ impl User {
     }
 
     pub async fn set_role(
-        db: &mut crate::db::DbConn,
+        db: &mut DbConn,
         id: i64,
         role: Role,
     ) -> Result<AdminChange, sqlx::Error> {
@@ -251,7 +273,7 @@ impl User {
     }
 
     pub async fn set_active(
-        db: &mut crate::db::DbConn,
+        db: &mut DbConn,
         id: i64,
         active: bool,
     ) -> Result<AdminChange, sqlx::Error> {

@@ -84,8 +84,8 @@ async fn audit(
     Ok(())
 }
 
-/// Re-authentication for sensitive changes. Wrong answers count against the same per-username
-/// limit as failed logins, so a stolen session cannot be used to guess the password either.
+/// Re-authentication for sensitive changes. Attempts count against the same per-username limit
+/// as logins, so a stolen session cannot be used to guess the password either.
 async fn current_password_ok(
     conn: &Connection<'_>,
     hasher: &PasswordHasherPool,
@@ -95,16 +95,16 @@ async fn current_password_ok(
     let key = throttle::username_key(&user.username);
     let stored = {
         let mut db = conn.get().await?;
-        if LoginThrottle::is_locked(&mut *db, &key, None).await? {
+        if !LoginThrottle::attempt(&mut *db, Scope::Username, &key).await? {
             return Err(Error::TooManyRequests(MSG_THROTTLED.into()));
         }
         User::password_hash(&mut *db, user.id).await?
     };
     conn.release().await;
     let valid = hasher.verify(password, stored.as_deref()).await?.valid;
-    if !valid {
+    if valid {
         let mut db = conn.get().await?;
-        LoginThrottle::record_failure(&mut *db, Scope::Username, &key).await?;
+        LoginThrottle::succeeded(&mut *db, &key, None).await?;
     }
     Ok(valid)
 }

@@ -105,7 +105,13 @@ pub async fn users(
     q: Option<&str>,
     page: Option<i64>,
 ) -> Result<Reply> {
-    let q: String = q.unwrap_or_default().trim().chars().take(100).collect();
+    let q: String = q
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
     let mut db = conn.get().await?;
     let total = User::search_count(&mut *db, &q).await?;
     let (pager, offset) = pager(page, total, |n| {

@@ -94,11 +94,23 @@ pub async fn login(
     };
     let credentials = {
         let mut db = conn.get().await?;
-        if LoginThrottle::is_locked(&mut *db, &key, ip).await? {
+        // Counted before the password is checked, whether or not the account exists, so a 429
+        // reveals nothing and parallel guesses cannot outrun the count.
+        let mut allowed = LoginThrottle::attempt(&mut *db, Scope::Username, &key).await?;
+        if let Some(ip) = ip {
+            allowed &= LoginThrottle::attempt(&mut *db, Scope::Address, ip).await?;
+        }
+        if !allowed {
             audit(&mut db, "login.throttled", attempted, ip, "").await?;
             return Ok(Reply::TooManyRequests(again(layout, MSG_THROTTLED)));
         }
-        User::credentials(&mut *db, username).await?
+        // Every stored username passes these rules; anything else (control characters, say)
+        // cannot match, and is not worth a round trip the database might reject.
+        if forms::check_username(username).is_ok() {
+            User::credentials(&mut *db, username).await?
+        } else {
+            None
+        }
     };
     conn.release().await;
     let verification = hasher
@@ -112,11 +124,6 @@ pub async fn login(
     let user_id = match credentials {
         Some(c) if verification.valid && c.is_active => c.id,
         other => {
-            // Counted whether or not the account exists, so a 429 reveals nothing either.
-            LoginThrottle::record_failure(&mut *db, Scope::Username, &key).await?;
-            if let Some(ip) = ip {
-                LoginThrottle::record_failure(&mut *db, Scope::Address, ip).await?;
-            }
             let reason = match &other {
                 None => "unknown username",
                 Some(_) if !verification.valid => "wrong password",
@@ -131,7 +138,7 @@ pub async fn login(
         }
     };
 
-    LoginThrottle::clear_username(&mut *db, &key).await?;
+    LoginThrottle::succeeded(&mut *db, &key, ip).await?;
     User::record_login(&mut *db, user_id, verification.upgraded_hash).await?;
     let target = Party {
         id: Some(user_id),
@@ -216,21 +223,36 @@ pub async fn logout(
     ))
 }
 
-fn registration_open(runtime: &Runtime) -> Result<()> {
-    if runtime.settings.allow_registration {
-        Ok(())
-    } else {
-        Err(Error::NotFound("Page"))
+/// Request guard: registration is switched on. When it is off the register routes do not exist
+/// (404), and this runs before the form is read, so nothing else answers first.
+pub struct RegistrationOpen;
+
+#[rocket::async_trait]
+impl<'r> rocket::request::FromRequest<'r> for RegistrationOpen {
+    type Error = crate::error::Failure;
+
+    async fn from_request(
+        req: &'r rocket::Request<'_>,
+    ) -> rocket::request::Outcome<Self, Self::Error> {
+        let open = req
+            .rocket()
+            .state::<Runtime>()
+            .is_some_and(|r| r.settings.allow_registration);
+        if open {
+            rocket::request::Outcome::Success(RegistrationOpen)
+        } else {
+            let failure = crate::error::Failure::record(req, &Error::NotFound("Page"));
+            rocket::request::Outcome::Error((failure.status, failure))
+        }
     }
 }
 
 #[get("/register")]
 pub fn register_page(
+    _open: RegistrationOpen,
     user: Option<&CurrentUser>,
     layout: Layout,
-    runtime: &State<Runtime>,
 ) -> Result<Reply> {
-    registration_open(runtime)?;
     if user.is_some() {
         return Ok(Reply::Redirect(Redirect::to("/dashboard")));
     }
@@ -245,6 +267,7 @@ pub fn register_page(
 #[allow(clippy::too_many_arguments)]
 #[post("/register", data = "<form>")]
 pub async fn register(
+    _open: RegistrationOpen,
     layout: Layout,
     conn: Connection<'_>,
     hasher: &State<PasswordHasherPool>,
@@ -253,7 +276,6 @@ pub async fn register(
     cookies: &CookieJar<'_>,
     form: CsrfForm<RegisterForm>,
 ) -> Result<Reply> {
-    registration_open(runtime)?;
     let form = form.0;
     let username = form.username.trim();
     let email = form.email.trim();

@@ -66,14 +66,16 @@ pub fn routes() -> Vec<Route> {
     routes
 }
 
-/// `next` after login: only a local path (`/x`), never `//host`, `/\host` or a scheme.
+/// `next` after login: only a local path (`/x`), never `//host`, `/\host` or a scheme, and only
+/// one that is a valid URI (a redirect to anything else would fail).
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.starts_with("/\\")
-                && !n.chars().any(|c| c.is_control() || c == '\\') =>
+                && !n.chars().any(|c| c.is_control() || c == '\\')
+                && rocket::http::uri::Origin::parse(n).is_ok() =>
         {
             n.to_string()
         }
@@ -94,5 +96,8 @@ mod tests {
         assert_eq!(safe_next(Some("javascript:alert(1)")), "/dashboard");
         assert_eq!(safe_next(Some("/ok\nLocation: x")), "/dashboard");
         assert_eq!(safe_next(None), "/dashboard");
+        assert_eq!(safe_next(Some("/a b")), "/dashboard");
+        assert_eq!(safe_next(Some("/\"quoted\"")), "/dashboard");
+        assert_eq!(safe_next(Some("/caf%C3%A9")), "/caf%C3%A9");
     }
 }

@@ -8,7 +8,7 @@ use crate::db::{Connection, DbConn};
 use crate::error::{Error, Result};
 use crate::forms::{CsrfOnly, FieldErrors, PlatformForm, PlatformValues};
 use crate::guards::{CsrfForm, CurrentUser, Layout};
-use crate::models::{NewPlatform, Platform, PlatformType, SessionRecord};
+use crate::models::{NewPlatform, Platform, PlatformType, SessionRecord, User};
 
 #[derive(Serialize)]
 struct PlatformRow<'a> {
@@ -169,12 +169,15 @@ pub async fn create(
     };
     let token = token.ok_or_else(|| Error::Internal("validated form without a token".into()))?;
     let encrypted = cipher.encrypt(&token, user.id)?;
-    let platform = Platform::create(&mut *db, user.id, &new, encrypted)
+    let mut tx = db.begin().await?;
+    User::lock(&mut tx, user.id).await?;
+    let platform = Platform::create(&mut tx, user.id, &new, encrypted)
         .await
         .map_err(conflict)?;
     if user.active_platform_id.is_none() {
-        SessionRecord::set_active_platform(&mut *db, user.session_id, Some(platform.id)).await?;
+        SessionRecord::set_active_platform(&mut tx, user.session_id, Some(platform.id)).await?;
     }
+    tx.commit().await?;
     Ok(Reply::Flash(Flash::success(
         Redirect::to("/dashboard"),
         format!("Connected {}.", platform.name),
@@ -226,6 +229,7 @@ pub async fn update(
     };
     let encrypted = token.map(|t| cipher.encrypt(&t, user.id)).transpose()?;
     let mut tx = db.begin().await?;
+    User::lock(&mut tx, user.id).await?;
     if !Platform::update(&mut tx, user.id, id, &changes, encrypted)
         .await
         .map_err(conflict)?
@@ -258,6 +262,7 @@ pub async fn make_default(
         ));
     }
     let mut tx = db.begin().await?;
+    User::lock(&mut tx, user.id).await?;
     Platform::set_default(&mut tx, user.id, id).await?;
     tx.commit().await?;
     Ok(Flash::success(
@@ -278,6 +283,7 @@ pub async fn delete(
         .await?
         .ok_or(NOT_FOUND)?;
     let mut tx = db.begin().await?;
+    User::lock(&mut tx, user.id).await?;
     Platform::delete(&mut tx, user.id, id).await?;
     Platform::repair_default(&mut tx, user.id).await?;
     tx.commit().await?;

@@ -314,6 +314,12 @@ impl<'a> Browser<'a> {
             req = req.cookie(rocket::http::Cookie::new(name.clone(), value.clone()));
         }
         for (name, value) in self.headers.lock().unwrap().iter() {
+            // Rocket takes a request's host from hyper; a local request has to be told.
+            if name.eq_ignore_ascii_case("Host") {
+                if let Ok(host) = rocket::http::uri::Host::parse_owned(value.clone()) {
+                    req.inner_mut().set_host(host);
+                }
+            }
             req = req.header(Header::new(name.clone(), value.clone()));
         }
         req
