@@ -340,7 +340,7 @@ pub async fn create_account(
         password_hash: &password_hash,
         role,
     };
-    User::create(&mut *db, new)
+    User::create(&mut db, new)
         .await
         .map_err(|e| match e.as_database_error() {
             // Another request took the name between our check and the insert.
