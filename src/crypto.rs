@@ -3,8 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Argon2, Params};
+use std::sync::Mutex;
+
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -112,10 +114,13 @@ impl TokenCipher {
 ///
 /// Each hash takes tens of milliseconds of CPU and ~19 MiB, so hashing runs on the blocking pool
 /// and at most `permits` hashes run at once: a flood of logins queues here instead of stalling the
-/// async workers or taking unbounded memory.
+/// async workers. Each permit owns one reusable 19 MiB work area: allocating and freeing one per
+/// hash lets the allocator keep freed areas per thread, and a login flood measured 850 MiB of RSS
+/// that way (see BENCHMARKS.md).
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     permits: Arc<Semaphore>,
+    work_areas: Arc<Mutex<Vec<Vec<Block>>>>,
 }
 
 /// The result of checking a password.
@@ -129,6 +134,7 @@ impl PasswordHasherPool {
     pub fn new(permits: usize) -> PasswordHasherPool {
         PasswordHasherPool {
             permits: Arc::new(Semaphore::new(permits.max(1))),
+            work_areas: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -140,7 +146,7 @@ impl PasswordHasherPool {
 
     pub async fn hash(&self, password: &str) -> Result<String, Error> {
         let password = password.to_owned();
-        self.run(move || hash_now(&password)).await?
+        self.run(move |memory| hash_with(memory, &password)).await?
     }
 
     /// Checks `password` against `stored`, or against a fixed dummy hash when there is no user, so
@@ -152,7 +158,7 @@ impl PasswordHasherPool {
     ) -> Result<Verification, Error> {
         let password = password.to_owned();
         let stored = stored.map(str::to_owned);
-        self.run(move || {
+        self.run(move |memory| {
             let (hash, real) = match &stored {
                 Some(h) => (h.as_str(), true),
                 None => (dummy_hash(), false),
@@ -163,12 +169,9 @@ impl PasswordHasherPool {
                     upgraded_hash: None,
                 });
             };
-            let matches = Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
-            let valid = matches && real;
+            let valid = verify_with(memory, password.as_bytes(), &parsed) && real;
             let upgraded_hash = if valid && needs_rehash(&parsed) {
-                Some(hash_now(&password)?)
+                Some(hash_with(memory, &password)?)
             } else {
                 None
             };
@@ -182,25 +185,101 @@ impl PasswordHasherPool {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let _permit = self
             .permits
             .acquire()
             .await
             .map_err(|_| Error::Internal("password hasher shut down".into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))
+        let mut memory = self
+            .work_areas
+            .lock()
+            .map(|mut areas| areas.pop().unwrap_or_default())
+            .unwrap_or_default();
+        let (result, memory) = tokio::task::spawn_blocking(move || {
+            let result = work(&mut memory);
+            (result, memory)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?;
+        if let Ok(mut areas) = self.work_areas.lock() {
+            areas.push(memory);
+        }
+        Ok(result)
     }
 }
 
-fn hash_now(password: &str) -> Result<String, Error> {
+/// Grows the reusable work area to what `params` needs (a stored hash may ask for more).
+fn work_area(memory: &mut Vec<Block>, params: &Params) -> usize {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    blocks
+}
+
+/// Hashes with today's parameters into a PHC string, exactly as `Argon2::hash_password` would,
+/// but in the caller's work area.
+fn hash_with(memory: &mut Vec<Block>, password: &str) -> Result<String, Error> {
+    let failed = |e: String| Error::Internal(format!("password hashing failed: {e}"));
+    let params = Params::default();
+    let blocks = work_area(memory, &params);
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+    let mut salt_buffer = [0u8; 64];
+    let salt_bytes = salt
+        .as_salt()
+        .decode_b64(&mut salt_buffer)
+        .map_err(|e| failed(e.to_string()))?;
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = Output::init_with(output_len, |out| {
+        argon
+            .hash_password_into_with_memory(
+                password.as_bytes(),
+                salt_bytes,
+                out,
+                &mut memory[..blocks],
+            )
+            .map_err(|_| password_hash::Error::Crypto)
+    })
+    .map_err(|e| failed(e.to_string()))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(|e| failed(e.to_string()))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// Recomputes `hash` for `password` in the work area; compares in constant time (`Output`'s
+/// equality is `ct_eq`).
+fn verify_with(memory: &mut Vec<Block>, password: &[u8], hash: &PasswordHash<'_>) -> bool {
+    let (Some(expected), Some(salt)) = (hash.hash, hash.salt) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (Algorithm::try_from(hash.algorithm), Params::try_from(hash))
+    else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buffer = [0u8; 64];
+    let Ok(salt_bytes) = salt.decode_b64(&mut salt_buffer) else {
+        return false;
+    };
+    let blocks = work_area(memory, &params);
+    let argon = Argon2::new(algorithm, version, params);
+    let computed = Output::init_with(expected.len(), |out| {
+        argon
+            .hash_password_into_with_memory(password, salt_bytes, out, &mut memory[..blocks])
+            .map_err(|_| password_hash::Error::Crypto)
+    });
+    computed.is_ok_and(|c| c == expected)
 }
 
 fn needs_rehash(hash: &PasswordHash<'_>) -> bool {
@@ -208,8 +287,8 @@ fn needs_rehash(hash: &PasswordHash<'_>) -> bool {
     let Ok(stored) = Params::try_from(hash) else {
         return true;
     };
-    hash.algorithm != argon2::Algorithm::Argon2id.ident()
-        || hash.version != Some(argon2::Version::V0x13.into())
+    hash.algorithm != Algorithm::Argon2id.ident()
+        || hash.version != Some(Version::V0x13.into())
         || stored.m_cost() < current.m_cost()
         || stored.t_cost() < current.t_cost()
         || stored.p_cost() < current.p_cost()
@@ -217,7 +296,7 @@ fn needs_rehash(hash: &PasswordHash<'_>) -> bool {
 
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_now(&random_token()).unwrap_or_default())
+    DUMMY.get_or_init(|| hash_with(&mut Vec::new(), &random_token()).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -241,15 +320,75 @@ mod tests {
 
     #[test]
     fn weaker_hash_parameters_need_a_rehash() {
+        use argon2::password_hash::PasswordHasher;
         let weak = Argon2::new(
-            argon2::Algorithm::Argon2id,
-            argon2::Version::V0x13,
+            Algorithm::Argon2id,
+            Version::V0x13,
             Params::new(8, 1, 1, None).unwrap(),
         );
         let salt = SaltString::generate(&mut OsRng);
         let hash = weak.hash_password(b"pw", &salt).unwrap().to_string();
         assert!(needs_rehash(&PasswordHash::new(&hash).unwrap()));
-        let strong = hash_now("pw").unwrap();
+        let strong = hash_with(&mut Vec::new(), "pw").unwrap();
         assert!(!needs_rehash(&PasswordHash::new(&strong).unwrap()));
+    }
+
+    /// The work-area hashing must agree with the crate's own API in both directions, so stored
+    /// hashes stay portable.
+    #[test]
+    fn work_area_hashes_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let mut memory = Vec::new();
+        let ours = hash_with(&mut memory, "correct horse").unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"wrong horse", &parsed)
+            .is_err());
+
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = Argon2::default()
+            .hash_password(b"battery staple", &salt)
+            .unwrap();
+        assert!(verify_with(&mut memory, b"battery staple", &theirs));
+        assert!(!verify_with(&mut memory, b"battery stapler", &theirs));
+
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"old", &salt)
+        .unwrap();
+        assert!(
+            verify_with(&mut memory, b"old", &weak),
+            "older parameters still verify"
+        );
+    }
+
+    #[test]
+    fn the_hasher_reuses_one_work_area_per_permit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let pool = PasswordHasherPool::new(2);
+        rt.block_on(async {
+            let hash = pool.hash("correct horse").await.unwrap();
+            for _ in 0..4 {
+                assert!(
+                    pool.verify("correct horse", Some(&hash))
+                        .await
+                        .unwrap()
+                        .valid
+                );
+                assert!(!pool.verify("correct horse", None).await.unwrap().valid);
+            }
+        });
+        let areas = pool.work_areas.lock().unwrap();
+        assert_eq!(areas.len(), 1, "sequential work shares one area");
+        assert_eq!(areas[0].len(), Params::default().block_count());
     }
 }
