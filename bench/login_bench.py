@@ -199,7 +199,7 @@ def main():
     print("| --- | --- |")
     for name, value, kind in rows:
         if kind == "ratio":
-            print(f"| {name} | {value:.2f} |")
+            print(f"| {name} | {value:.3f} |")
         elif kind == "mib":
             print(f"| {name} | {value:.1f} MiB |")
         else:

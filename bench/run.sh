@@ -43,7 +43,7 @@ if [ "$which" = postgres ] || [ "$which" = all ]; then
     schema="tether_bench_$$"
     psql -h 127.0.0.1 -U postgres -d test -qc "CREATE SCHEMA $schema"
     run_one postgres "postgres://postgres@127.0.0.1:5432/test?options=-c%20search_path%3D$schema"
-    psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA $schema CASCADE"
+    PGOPTIONS="-c client_min_messages=warning" psql -h 127.0.0.1 -U postgres -d test -qc "DROP SCHEMA $schema CASCADE"
   else
     echo "PostgreSQL not reachable at 127.0.0.1:5432; skipped"
   fi
