@@ -98,7 +98,7 @@ fn html_default(status: Status, req: &Request<'_>) -> CatcherReply {
                 message,
             };
             let title = format!("{} {}", status.code, page.reason);
-            CatcherReply::Page((status, Layout::bare().render("error", &title, page)))
+            CatcherReply::Page((status, Layout::for_error(req).render("error", &title, page)))
         }
     }
 }

@@ -141,3 +141,15 @@ backend_test!(async fn garbage_form_bodies_are_4xx_not_500(app) {
     let wrong_type = alice.post_raw("/platforms", ContentType::JSON, "{}").await;
     assert!(wrong_type.status.code >= 400 && wrong_type.status.code < 500);
 });
+
+backend_test!(async fn error_pages_keep_the_signed_in_header_without_touching_the_database(app) {
+    let alice = app.user_with_platform("alice").await;
+    let page = alice.get("/platforms/424242/edit").await;
+    assert_eq!(page.status, Status::NotFound);
+    assert!(page.body.contains("site-header__user\">alice<"), "{}", page.body);
+    // Its logout form works: the token is the session's.
+    let token = page.csrf_token();
+    alice.post_form("/logout", &[("csrf_token", &token)]).await.assert_redirect("/login");
+    let anonymous = app.browser().get("/nope").await;
+    assert!(anonymous.body.contains("href=\"/login\""));
+});

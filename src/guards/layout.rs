@@ -5,6 +5,7 @@ use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use super::{CsrfToken, CurrentUser, PlatformContext};
+use crate::error::Failure;
 use crate::models::Platform;
 use crate::routes::assets;
 
@@ -27,6 +28,16 @@ pub struct UserView {
     pub id: i64,
     pub username: String,
     pub is_admin: bool,
+}
+
+impl UserView {
+    fn of(user: &CurrentUser) -> UserView {
+        UserView {
+            id: user.id,
+            username: user.username.clone(),
+            is_admin: user.is_admin(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -61,13 +72,30 @@ struct View<'a, T: Serialize> {
 }
 
 impl Layout {
-    /// A layout for pages rendered without guards (error pages): no user, no database.
-    pub fn bare() -> Layout {
+    /// The layout for error pages: whatever this request's guards already resolved, and never a
+    /// database query, so an error page cannot fail for the reason that produced it.
+    pub fn for_error(req: &Request<'_>) -> Layout {
+        fn unresolved<T>() -> Result<T, Failure> {
+            Err(Failure {
+                status: rocket::http::Status::Unauthorized,
+                recovery: crate::error::Recovery::None,
+                message: String::new(),
+            })
+        }
+        let user: &Result<CurrentUser, Failure> = req.local_cache(unresolved);
+        let user = user.as_ref().ok();
+        let platform: Option<&PlatformContext> = match user {
+            Some(_) => {
+                let cached: &Result<PlatformContext, Failure> = req.local_cache(unresolved);
+                cached.as_ref().ok()
+            }
+            None => None,
+        };
         Layout {
-            user: None,
-            active_platform: None,
-            user_platforms: Vec::new(),
-            csrf_token: String::new(),
+            user: user.map(UserView::of),
+            active_platform: platform.map(|p| p.active.clone()),
+            user_platforms: platform.map(|p| p.platforms.clone()).unwrap_or_default(),
+            csrf_token: user.map(|u| u.csrf_token.clone()).unwrap_or_default(),
             flash: None,
             asset_version: assets::version(),
         }
@@ -114,11 +142,7 @@ impl<'r> FromRequest<'r> for Layout {
             .flatten()
             .map(|f| FlashView::new(f.kind(), f.message()));
         Outcome::Success(Layout {
-            user: user.map(|u| UserView {
-                id: u.id,
-                username: u.username.clone(),
-                is_admin: u.is_admin(),
-            }),
+            user: user.map(UserView::of),
             active_platform: platform.map(|p| p.active.clone()),
             user_platforms: platform.map(|p| p.platforms.clone()).unwrap_or_default(),
             csrf_token,
