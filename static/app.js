@@ -159,6 +159,12 @@
       closeSwitcher(details, true);
     });
 
+    // A server-rendered message from before the switch (say, "Now working with X.") is stale.
+    // The live region below carries the new announcement.
+    each('.flash', document, function (flash) {
+      if (flash.parentNode) flash.parentNode.removeChild(flash);
+    });
+
     announce('Now working with ' + name + '.');
   }
 
@@ -234,11 +240,18 @@
 
   // ---- Navigation: mark the current section ---------------------------------------------
 
+  // "/admin/audit" belongs to the section of "/admin/users": same first path segment.
+  function section(path) {
+    return path.split('/')[1] || '';
+  }
+
   each('.site-nav a[href]', document, function (link) {
     if (link.hasAttribute('aria-current') || link.origin !== window.location.origin) return;
     var here = window.location.pathname;
     var path = link.pathname;
     if (here === path) link.setAttribute('aria-current', 'page');
-    else if (path !== '/' && here.indexOf(path + '/') === 0) link.setAttribute('aria-current', 'true');
+    else if (path !== '/' && (here.indexOf(path + '/') === 0 || section(here) === section(path))) {
+      link.setAttribute('aria-current', 'true');
+    }
   });
 })();
