@@ -40,7 +40,7 @@ async fn page(
     runtime: &Runtime,
     email_value: Option<&str>,
 ) -> Result<AccountPage> {
-    let sessions: Vec<SessionRow> =
+    let mut sessions: Vec<SessionRow> =
         SessionSummary::list_for_user(db, user.id, runtime.settings.idle_timeout())
             .await?
             .into_iter()
@@ -49,6 +49,8 @@ async fn page(
                 session,
             })
             .collect();
+    // This device first, then the others by most recent use (the sort is stable).
+    sessions.sort_by_key(|s| !s.current);
     Ok(AccountPage {
         username: user.username.clone(),
         email: user.email.clone(),
