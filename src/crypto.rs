@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
@@ -120,7 +121,10 @@ impl TokenCipher {
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     permits: Arc<Semaphore>,
+    limit: usize,
     work_areas: Arc<Mutex<Vec<Vec<Block>>>>,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
 }
 
 /// The result of checking a password.
@@ -134,8 +138,21 @@ impl PasswordHasherPool {
     pub fn new(permits: usize) -> PasswordHasherPool {
         PasswordHasherPool {
             permits: Arc::new(Semaphore::new(permits.max(1))),
+            limit: permits.max(1),
             work_areas: Arc::new(Mutex::new(Vec::new())),
+            running: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// How many hashes may run at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// The most hashes that have run at the same moment since start.
+    pub fn peak_concurrency(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
     }
 
     /// One permit per core.
@@ -197,8 +214,12 @@ impl PasswordHasherPool {
             .lock()
             .map(|mut areas| areas.pop().unwrap_or_default())
             .unwrap_or_default();
+        let (running, peak) = (self.running.clone(), self.peak.clone());
         let (result, memory) = tokio::task::spawn_blocking(move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
             let result = work(&mut memory);
+            running.fetch_sub(1, Ordering::SeqCst);
             (result, memory)
         })
         .await

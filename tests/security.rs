@@ -261,3 +261,33 @@ backend_test!(async fn simultaneous_default_changes_leave_exactly_one_default(ap
     assert!(statuses.iter().all(|s| *s == Status::SeeOther), "{statuses:?}");
     assert_eq!(app.count("SELECT COUNT(*) FROM platform_connections WHERE is_default", vec![]).await, 1);
 });
+
+backend_test!(async fn a_flood_of_logins_never_runs_more_hashes_than_permits(app) {
+    app.browser().register("alice").await;
+    let browsers: Vec<_> = (0..12).map(|i| {
+        let b = app.browser();
+        b.always_send("X-Real-IP", &format!("198.18.3.{i}"));
+        b
+    }).collect();
+    let mut tokens = Vec::new();
+    for b in &browsers {
+        tokens.push(b.csrf_from("/login").await);
+    }
+    let logins = browsers.iter().zip(&tokens).enumerate().map(|(i, (b, token))| async move {
+        let name = format!("flood{i}");
+        b.post_form("/login", &[("username", name.as_str()), ("password", "wrong password!"), ("csrf_token", token)])
+            .await
+            .status
+    });
+    let statuses = rocket::futures::future::join_all(logins).await;
+    assert!(statuses.iter().all(|s| *s == Status::Unauthorized), "{statuses:?}");
+    let hasher = app
+        .client
+        .rocket()
+        .state::<tether::crypto::PasswordHasherPool>()
+        .expect("hasher managed");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(hasher.limit(), cores);
+    assert!(hasher.peak_concurrency() >= 1);
+    assert!(hasher.peak_concurrency() <= hasher.limit(), "peak {}", hasher.peak_concurrency());
+});
