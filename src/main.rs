@@ -110,15 +110,26 @@ async fn migrate() -> Result<DbPool, String> {
     Ok(pool)
 }
 
+/// The first line of standard input; typed at a terminal, without echo.
+fn read_password() -> Result<String, String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprint!("Password: ");
+        return rpassword::read_password().map_err(|e| format!("cannot read the password: {e}"));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 async fn add_user(username: &str, email: &str, admin: bool) -> Result<(), String> {
     forms::check_username(username)?;
     forms::check_email(email)?;
-    let mut password = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut password)
-        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
-    let password = password.trim_end_matches(['\r', '\n']);
+    let password = read_password()?;
+    let password = password.as_str();
     forms::check_password(password, username)?;
 
     let pool = migrate().await?;
