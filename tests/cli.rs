@@ -100,43 +100,25 @@ async fn a_cli_created_admin_can_log_in_to_the_app() {
 }
 
 #[test]
-fn release_run_without_token_key_refuses_to_start_and_names_the_setting() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = tether(
-        dir.path(),
-        &["serve"],
-        "",
-        &[
+fn release_run_without_a_key_refuses_to_start_and_names_the_setting() {
+    let secret = (
+        "ROCKET_SECRET_KEY",
+        "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=",
+    );
+    let token = (
+        "ROCKET_TOKEN_KEY",
+        "q6kJ0fQ4yZ0m3m6mYQ0x9w3m0o8mD9b1S4C6vS0q2mE=",
+    );
+    for (missing, present) in [("token_key", secret), ("secret_key", token)] {
+        let dir = tempfile::tempdir().unwrap();
+        let env = [
             ("ROCKET_PROFILE", "release"),
-            (
-                "ROCKET_SECRET_KEY",
-                "hPRYyVRiMyxpw5sBB1XeCMN1kFsDCqKvBi2QJxBVHQk=",
-            ),
             ("ROCKET_LOG_LEVEL", "normal"),
             ("ROCKET_PORT", "0"),
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("token_key"), "{}", text(&out));
-}
-
-#[test]
-fn release_run_without_secret_key_refuses_to_start_and_names_the_setting() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = tether(
-        dir.path(),
-        &["serve"],
-        "",
-        &[
-            ("ROCKET_PROFILE", "release"),
-            (
-                "ROCKET_TOKEN_KEY",
-                "q6kJ0fQ4yZ0m3m6mYQ0x9w3m0o8mD9b1S4C6vS0q2mE=",
-            ),
-            ("ROCKET_LOG_LEVEL", "normal"),
-            ("ROCKET_PORT", "0"),
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(text(&out).contains("secret_key"), "{}", text(&out));
+            present,
+        ];
+        let out = tether(dir.path(), &["serve"], "", &env);
+        assert!(!out.status.success(), "started without {missing}");
+        assert!(text(&out).contains(missing), "{}", text(&out));
+    }
 }
