@@ -1,18 +1,18 @@
 //! Self-service: change password, change email, see and end your sessions.
 
-use rocket::http::{Cookie, CookieJar};
+use rocket::http::CookieJar;
 use rocket::response::{Flash, Redirect};
 use rocket::{get, post, State};
 use serde::Serialize;
 
-use super::auth::MSG_THROTTLED;
+use super::auth::{signed_out, MSG_THROTTLED};
 use super::Reply;
 use crate::config::Runtime;
 use crate::crypto::PasswordHasherPool;
 use crate::db::{Connection, DbConn};
 use crate::error::{Error, Result};
 use crate::forms::{check_email, CsrfOnly, EmailChangeForm, FieldErrors, PasswordChangeForm};
-use crate::guards::{ClientInfo, CsrfForm, CurrentUser, Layout, SESSION_COOKIE};
+use crate::guards::{ClientInfo, CsrfForm, CurrentUser, Layout};
 use crate::models::throttle::{self, Scope};
 use crate::models::{AuditEvent, LoginThrottle, NewAuditEvent, Party, SessionSummary, User};
 
@@ -249,11 +249,7 @@ pub async fn revoke_session(
         return Err(Error::NotFound("Session"));
     }
     if id == user.session_id {
-        cookies.remove_private(Cookie::from(SESSION_COOKIE));
-        return Ok(Flash::success(
-            Redirect::to("/login"),
-            "You have been logged out.",
-        ));
+        return Ok(signed_out(cookies));
     }
     Ok(Flash::success(
         Redirect::to("/account"),

@@ -216,11 +216,13 @@ pub async fn logout(
 ) -> Result<Flash<Redirect>> {
     let mut db = conn.get().await?;
     SessionRecord::delete(&mut *db, user.session_id).await?;
+    Ok(signed_out(cookies))
+}
+
+/// After this browser's session row is gone: drop its cookie and say so on the login page.
+pub fn signed_out(cookies: &CookieJar<'_>) -> Flash<Redirect> {
     cookies.remove_private(Cookie::from(SESSION_COOKIE));
-    Ok(Flash::success(
-        Redirect::to("/login"),
-        "You have been logged out.",
-    ))
+    Flash::success(Redirect::to("/login"), "You have been logged out.")
 }
 
 /// Request guard: registration is switched on. When it is off the register routes do not exist
