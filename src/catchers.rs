@@ -5,13 +5,14 @@
 
 use rocket::http::{Cookie, Status};
 use rocket::request::Request;
-use rocket::response::{Flash, Redirect};
+use rocket::response::Redirect;
 use rocket::serde::json::{json, Value};
 use rocket::{catch, catchers, uri, Catcher};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use crate::error::{Failure, Recovery, MSG_LOGIN_REQUIRED, MSG_NO_PLATFORM, MSG_SESSION_EXPIRED};
+use crate::flash::Flash;
 use crate::guards::{Layout, SESSION_COOKIE};
 use crate::routes::auth::rocket_uri_macro_login_page;
 
@@ -85,7 +86,7 @@ fn html_default(status: Status, req: &Request<'_>) -> CatcherReply {
         }
         (401, _) | (_, Recovery::Login) => login_redirect(req, MSG_LOGIN_REQUIRED),
         (_, Recovery::SetupPlatform) => CatcherReply::Redirect(Flash::warning(
-            Redirect::to("/platforms/new"),
+            Redirect::to(uri!(crate::routes::platforms::new)),
             MSG_NO_PLATFORM,
         )),
         _ => {

@@ -32,6 +32,13 @@ pub struct Settings {
     /// Mark cookies `Secure` and send HSTS. Unset: on in the release profile, off in debug.
     #[serde(default)]
     pub secure_cookies: Option<bool>,
+    /// Apply pending migrations at start. Turn off when several instances share one database
+    /// and `tether migrate` runs once before they start.
+    #[serde(default = "default_true")]
+    pub run_migrations: bool,
+    /// Seconds to keep retrying at start while the database is unreachable.
+    #[serde(default = "default_database_wait")]
+    pub database_wait: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -39,6 +46,9 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_true() -> bool {
     true
+}
+fn default_database_wait() -> u64 {
+    10
 }
 fn default_idle_timeout() -> u64 {
     1800

@@ -18,7 +18,18 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::error::Error;
+/// A cryptographic operation failed: a stored secret that does not decrypt, a hashing task that
+/// died. The message is for the log, never for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoError(pub String);
+
+impl std::fmt::Display for CryptoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CryptoError {}
 
 /// 256 bits from the OS generator, URL-safe base64: session tokens, CSRF tokens, keys.
 pub fn random_token() -> String {
@@ -69,7 +80,7 @@ impl TokenCipher {
         STANDARD.encode(random_bytes::<32>())
     }
 
-    pub fn encrypt(&self, plaintext: &str, user_id: i64) -> Result<Vec<u8>, Error> {
+    pub fn encrypt(&self, plaintext: &str, user_id: i64) -> Result<Vec<u8>, CryptoError> {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let aad = user_id.to_be_bytes();
         let ciphertext = self
@@ -81,16 +92,16 @@ impl TokenCipher {
                     aad: &aad,
                 },
             )
-            .map_err(|_| Error::Internal("access token encryption failed".into()))?;
+            .map_err(|_| CryptoError("access token encryption failed".into()))?;
         let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         blob.extend_from_slice(&nonce_bytes);
         blob.extend_from_slice(&ciphertext);
         Ok(blob)
     }
 
-    pub fn decrypt(&self, blob: &[u8], user_id: i64) -> Result<String, Error> {
+    pub fn decrypt(&self, blob: &[u8], user_id: i64) -> Result<String, CryptoError> {
         if blob.len() < NONCE_LEN {
-            return Err(Error::Internal("stored access token is truncated".into()));
+            return Err(CryptoError("stored access token is truncated".into()));
         }
         let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
         let aad = user_id.to_be_bytes();
@@ -104,10 +115,10 @@ impl TokenCipher {
                 },
             )
             .map_err(|_| {
-                Error::Internal("stored access token does not decrypt with token_key".into())
+                CryptoError("stored access token does not decrypt with token_key".into())
             })?;
         String::from_utf8(plaintext)
-            .map_err(|_| Error::Internal("stored access token is not UTF-8".into()))
+            .map_err(|_| CryptoError("stored access token is not UTF-8".into()))
     }
 }
 
@@ -161,7 +172,7 @@ impl PasswordHasherPool {
         PasswordHasherPool::new(cores)
     }
 
-    pub async fn hash(&self, password: &str) -> Result<String, Error> {
+    pub async fn hash(&self, password: &str) -> Result<String, CryptoError> {
         let password = password.to_owned();
         self.run(move |memory| hash_with(memory, &password)).await?
     }
@@ -172,7 +183,7 @@ impl PasswordHasherPool {
         &self,
         password: &str,
         stored: Option<&str>,
-    ) -> Result<Verification, Error> {
+    ) -> Result<Verification, CryptoError> {
         let password = password.to_owned();
         let stored = stored.map(str::to_owned);
         self.run(move |memory| {
@@ -203,12 +214,12 @@ impl PasswordHasherPool {
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
-    ) -> Result<T, Error> {
+    ) -> Result<T, CryptoError> {
         let _permit = self
             .permits
             .acquire()
             .await
-            .map_err(|_| Error::Internal("password hasher shut down".into()))?;
+            .map_err(|_| CryptoError("password hasher shut down".into()))?;
         let mut memory = self
             .work_areas
             .lock()
@@ -223,7 +234,7 @@ impl PasswordHasherPool {
             (result, memory)
         })
         .await
-        .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?;
+        .map_err(|e| CryptoError(format!("password hashing task failed: {e}")))?;
         if let Ok(mut areas) = self.work_areas.lock() {
             areas.push(memory);
         }
@@ -242,8 +253,8 @@ fn work_area(memory: &mut Vec<Block>, params: &Params) -> usize {
 
 /// Hashes with today's parameters into a PHC string, exactly as `Argon2::hash_password` would,
 /// but in the caller's work area.
-fn hash_with(memory: &mut Vec<Block>, password: &str) -> Result<String, Error> {
-    let failed = |e: String| Error::Internal(format!("password hashing failed: {e}"));
+fn hash_with(memory: &mut Vec<Block>, password: &str) -> Result<String, CryptoError> {
+    let failed = |e: String| CryptoError(format!("password hashing failed: {e}"));
     let params = Params::default();
     let blocks = work_area(memory, &params);
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());

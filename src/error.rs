@@ -32,8 +32,32 @@ pub enum Error {
     UnsupportedMediaType(&'static str),
     PayloadTooLarge,
     TooManyRequests(String),
+    /// A remote instance (or another service tether calls) failed: not tether's bug, not a 500.
+    Upstream(UpstreamError),
     Database(sqlx::Error),
+    /// A request asked for its database connection while it already held it: a bug, reported
+    /// at once instead of waiting forever on itself.
+    ConnectionInUse,
+    Crypto(crate::crypto::CryptoError),
     Internal(String),
+}
+
+/// What went wrong talking to a remote service, in words a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamError {
+    /// The service as the user knows it (an instance's host name).
+    pub service: String,
+    pub kind: UpstreamKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamKind {
+    /// No connection could be made (refused, DNS, TLS, an address tether will not call).
+    Unreachable,
+    /// Connected, but no complete answer in time: 504.
+    Timeout,
+    /// It answered, but not with something tether understands (5xx, malformed, too large).
+    BadResponse(String),
 }
 
 /// What a catcher should do beyond showing the status and message.
@@ -69,8 +93,15 @@ impl Error {
             Error::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Error::PayloadTooLarge => Status::PayloadTooLarge,
             Error::TooManyRequests(_) => Status::TooManyRequests,
+            Error::Upstream(UpstreamError {
+                kind: UpstreamKind::Timeout,
+                ..
+            }) => Status::GatewayTimeout,
+            Error::Upstream(_) => Status::BadGateway,
             Error::Database(e) if is_unavailable(e) => Status::ServiceUnavailable,
-            Error::Database(_) | Error::Internal(_) => Status::InternalServerError,
+            Error::Database(_) | Error::ConnectionInUse | Error::Crypto(_) | Error::Internal(_) => {
+                Status::InternalServerError
+            }
         }
     }
 
@@ -88,8 +119,11 @@ impl Error {
             | Error::TooManyRequests(m) => m.clone(),
             Error::UnsupportedMediaType(m) => (*m).into(),
             Error::PayloadTooLarge => MSG_TOO_LARGE.into(),
+            Error::Upstream(e) => e.message(),
             Error::Database(_) => MSG_DATABASE.into(),
-            Error::Internal(_) => "Something went wrong on our side. Please try again.".into(),
+            Error::ConnectionInUse | Error::Crypto(_) | Error::Internal(_) => {
+                "Something went wrong on our side. Please try again.".into()
+            }
         }
     }
 
@@ -114,7 +148,29 @@ impl Error {
         match self {
             Error::Database(e) => rocket::error!("database error: {e}"),
             Error::Internal(e) => rocket::error!("internal error: {e}"),
+            Error::Crypto(e) => rocket::error!("crypto error: {e}"),
+            Error::ConnectionInUse => {
+                rocket::error!("bug: the request's database connection was asked for while held")
+            }
+            Error::Upstream(e) => rocket::warn!("upstream {}: {:?}", e.service, e.kind),
             _ => {}
+        }
+    }
+}
+
+impl UpstreamError {
+    pub fn message(&self) -> String {
+        let service = &self.service;
+        match &self.kind {
+            UpstreamKind::Unreachable => {
+                format!("{service} could not be reached. Check the address, or try again later.")
+            }
+            UpstreamKind::Timeout => {
+                format!("{service} did not answer in time. Please try again in a moment.")
+            }
+            UpstreamKind::BadResponse(why) => {
+                format!("{service} sent an answer tether could not use ({why}). Please try again later.")
+            }
         }
     }
 }
@@ -166,6 +222,28 @@ impl Failure {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         Error::Database(e)
+    }
+}
+
+impl From<crate::crypto::CryptoError> for Error {
+    fn from(e: crate::crypto::CryptoError) -> Self {
+        Error::Crypto(e)
+    }
+}
+
+/// Maps a unique-index violation to a user-facing error in one call; any other database error
+/// stays a database error. For the race that form checks cannot close: another request took the
+/// name between the check and the insert.
+pub trait OnUnique<T> {
+    fn on_unique(self, error: impl FnOnce() -> Error) -> Result<T>;
+}
+
+impl<T> OnUnique<T> for std::result::Result<T, sqlx::Error> {
+    fn on_unique(self, error: impl FnOnce() -> Error) -> Result<T> {
+        self.map_err(|e| match e.as_database_error() {
+            Some(d) if d.is_unique_violation() => error(),
+            _ => Error::Database(e),
+        })
     }
 }
 

@@ -8,11 +8,13 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod flash;
 pub mod forms;
 pub mod guards;
 pub mod headers;
 pub mod models;
 pub mod routes;
+pub mod services;
 
 use rocket::figment::Figment;
 use rocket::shield::Shield;

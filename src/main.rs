@@ -1,5 +1,6 @@
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -75,17 +76,35 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Opens the database before Rocket starts, so an unreachable database is one clear line and a
+/// non-zero exit; then serves, and closes the pool only after the server has stopped, so
+/// requests still finishing in the shutdown grace period keep their database.
 async fn serve() -> Result<(), String> {
-    tether::rocket()
+    let figment = config::figment();
+    let settings: config::Settings = figment
+        .extract()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    let pool = db::open(
+        &db::config(&figment)?,
+        Duration::from_secs(settings.database_wait),
+    )
+    .await?;
+    let launched = db::manage(tether::rocket_from(figment), pool.clone())
         .launch()
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
+        .await;
+    pool.close().await;
+    match launched {
+        Ok(_) => Ok(()),
+        // Rocket has already logged why (a failing fairing names itself and its reason).
+        Err(e) => Err(match e.kind() {
+            rocket::error::ErrorKind::FailedFairings(_) => "tether did not start".to_string(),
+            _ => e.to_string(),
+        }),
+    }
 }
 
 /// Closes connections cleanly, so SQLite checkpoints and nothing is left half-written at exit.
 async fn pool_close(pool: &DbPool) {
-    use rocket_db_pools::Pool;
     pool.close().await;
 }
 
@@ -96,10 +115,8 @@ async fn connect() -> Result<DbPool, String> {
         .join(("max_connections", 2))
         .join(("connect_timeout", 5))
         .extract()
-        .map_err(|e| format!("invalid database configuration: {e}"))?;
-    DbPool::connect(&config)
-        .await
-        .map_err(|e| format!("cannot open the database: {e}"))
+        .map_err(|e| format!("invalid database configuration in `databases.tether`: {e}"))?;
+    db::open(&config, Duration::ZERO).await
 }
 
 async fn migrate() -> Result<DbPool, String> {
@@ -136,7 +153,7 @@ async fn add_user(username: &str, email: &str, admin: bool) -> Result<(), String
     let hash = PasswordHasherPool::new(1)
         .hash(password)
         .await
-        .map_err(|e| e.message())?;
+        .map_err(|e| e.to_string())?;
     let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
     if User::username_taken(&mut conn, username)
         .await

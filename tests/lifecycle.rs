@@ -314,7 +314,6 @@ backend_test!(async fn exhausted_pool_answers_503_without_redirect(app)
 
 backend_test!(async fn closed_database_answers_503_page(app) {
     let alice = app.user_with_platform("alice").await;
-    use rocket_db_pools::Pool;
     app.pool().close().await;
     let page = alice.get("/dashboard").await;
     assert_eq!(page.status, Status::ServiceUnavailable);

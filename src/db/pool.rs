@@ -47,6 +47,9 @@ pub enum DbConn {
     Postgres(PoolConnection<Postgres>),
 }
 
+/// Changes nothing, but as a write statement it makes SQLite take the database's write lock.
+const SQLITE_TAKE_WRITE_LOCK: &str = "UPDATE users SET id = id WHERE 0";
+
 #[allow(clippy::large_enum_variant)]
 pub enum Tx<'c> {
     Sqlite(sqlx::Transaction<'c, Sqlite>),
@@ -114,6 +117,15 @@ impl DbPool {
         }
     }
 
+    /// Waits for checked-out connections to come back, then closes them all (SQLite checkpoints
+    /// its log). Called once the server has stopped serving.
+    pub async fn close(&self) {
+        match self {
+            DbPool::Sqlite(p) => p.close().await,
+            DbPool::Postgres(p) => p.close().await,
+        }
+    }
+
     pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
         match self {
             DbPool::Sqlite(p) => p.acquire().await.map(DbConn::Sqlite),
@@ -123,7 +135,7 @@ impl DbPool {
 }
 
 /// Hides a password in a database URL before it reaches a log line or error page.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
@@ -150,10 +162,7 @@ impl rocket_db_pools::Pool for DbPool {
     }
 
     async fn close(&self) {
-        match self {
-            DbPool::Sqlite(p) => p.close().await,
-            DbPool::Postgres(p) => p.close().await,
-        }
+        DbPool::close(self).await
     }
 }
 
@@ -165,10 +174,21 @@ impl DbConn {
         }
     }
 
-    /// Starts a transaction; it rolls back unless `commit` is called.
+    /// Starts a transaction that writes; it rolls back unless `commit` is called.
+    ///
+    /// On SQLite it takes the write lock before anything else, as `BEGIN IMMEDIATE` would (sqlx
+    /// 0.7 can only send a plain, deferred `BEGIN`): a deferred transaction that reads first and
+    /// writes later fails with "database is locked" when another writer got in between, without
+    /// waiting in the busy timeout. A write statement as the first statement waits there instead.
     pub async fn begin(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         match self {
-            DbConn::Sqlite(c) => c.begin().await.map(Tx::Sqlite),
+            DbConn::Sqlite(c) => {
+                let mut tx = c.begin().await?;
+                sqlx::query(SQLITE_TAKE_WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(Tx::Sqlite(tx))
+            }
             DbConn::Postgres(c) => c.begin().await.map(Tx::Postgres),
         }
     }

@@ -6,7 +6,7 @@ use crate::config::Runtime;
 use crate::crypto::token_hash;
 use crate::db::Timestamp;
 use crate::error::{Error, Failure};
-use crate::models::{Role, SessionRecord};
+use crate::models::{Party, Role, SessionRecord};
 
 pub const SESSION_COOKIE: &str = "tether_session";
 
@@ -29,6 +29,14 @@ pub struct CurrentUser {
 impl CurrentUser {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// This user as the audit trail names them.
+    pub fn party(&self) -> Party<'_> {
+        Party {
+            id: Some(self.id),
+            name: &self.username,
+        }
     }
 
     async fn resolve(req: &Request<'_>) -> Result<CurrentUser, Error> {
@@ -64,7 +72,7 @@ impl CurrentUser {
 
         Ok(CurrentUser {
             id: record.user_id,
-            role: Role::parse(&record.role),
+            role: record.role,
             username: record.username,
             email: record.email,
             session_id: record.session_id,

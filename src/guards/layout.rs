@@ -1,11 +1,12 @@
 use std::convert::Infallible;
 
-use rocket::request::{FlashMessage, FromRequest, Outcome, Request};
+use rocket::request::{FromRequest, Outcome, Request};
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 
 use super::{CsrfToken, CurrentUser, PlatformContext};
 use crate::error::Failure;
+use crate::flash::{self, FlashKind};
 use crate::models::Platform;
 use crate::routes::assets;
 
@@ -49,14 +50,13 @@ pub struct FlashView {
 }
 
 impl FlashView {
-    pub fn new(kind: &str, message: impl Into<String>) -> FlashView {
-        let role = if matches!(kind, "error" | "warning") {
-            "alert"
-        } else {
-            "status"
+    pub fn new(kind: FlashKind, message: impl Into<String>) -> FlashView {
+        let role = match kind {
+            FlashKind::Error | FlashKind::Warning => "alert",
+            FlashKind::Success => "status",
         };
         FlashView {
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             message: message.into(),
             role,
         }
@@ -113,7 +113,7 @@ impl Layout {
     }
 
     /// Shows `message` in this page's flash region (for forms re-rendered with an error).
-    pub fn with_flash(mut self, kind: &str, message: impl Into<String>) -> Layout {
+    pub fn with_flash(mut self, kind: FlashKind, message: impl Into<String>) -> Layout {
         self.flash = Some(FlashView::new(kind, message));
         self
     }
@@ -135,12 +135,7 @@ impl<'r> FromRequest<'r> for Layout {
             .succeeded()
             .map(|t| t.as_str().to_string())
             .unwrap_or_default();
-        let flash = req
-            .guard::<Option<FlashMessage<'_>>>()
-            .await
-            .succeeded()
-            .flatten()
-            .map(|f| FlashView::new(f.kind(), f.message()));
+        let flash = flash::take(req).map(|(kind, message)| FlashView::new(kind, message));
         Outcome::Success(Layout {
             user: user.map(UserView::of),
             active_platform: platform.map(|p| p.active.clone()),

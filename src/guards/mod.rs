@@ -2,6 +2,7 @@
 //! the request's one `Connection`; each result is cached for the request, so a rule runs once.
 
 mod admin;
+mod app;
 mod client;
 mod csrf;
 mod current_user;
@@ -10,6 +11,7 @@ mod platform_context;
 
 pub use crate::db::Connection;
 pub use admin::AdminUser;
+pub use app::App;
 pub use client::ClientInfo;
 pub use csrf::{app_cookie, ApiCsrf, CsrfForm, CsrfProtected, CsrfToken, JsonBody, CSRF_COOKIE};
 pub use current_user::{CurrentUser, SESSION_COOKIE};

@@ -34,9 +34,11 @@ impl PlatformContext {
         let stale = user.active_platform_id.is_some()
             && user.active_platform_id != chosen.as_ref().map(|p| p.id);
         if stale {
+            // Best effort: if the fallback itself vanished meanwhile, the next request repairs.
             SessionRecord::set_active_platform(
                 &mut *db,
                 user.session_id,
+                user.id,
                 chosen.as_ref().map(|p| p.id),
             )
             .await?;

@@ -24,12 +24,86 @@ pub struct Party<'a> {
     pub name: &'a str,
 }
 
+/// Everything the trail records, named once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditAction {
+    LoginSuccess,
+    LoginFailure,
+    LoginThrottled,
+    PasswordChange,
+    EmailChange,
+    AdminCreateUser,
+    AdminActivate,
+    AdminDeactivate,
+    AdminPromote,
+    AdminDemote,
+    AdminEndSessions,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::LoginSuccess => "login.success",
+            AuditAction::LoginFailure => "login.failure",
+            AuditAction::LoginThrottled => "login.throttled",
+            AuditAction::PasswordChange => "account.password_change",
+            AuditAction::EmailChange => "account.email_change",
+            AuditAction::AdminCreateUser => "admin.create_user",
+            AuditAction::AdminActivate => "admin.activate",
+            AuditAction::AdminDeactivate => "admin.deactivate",
+            AuditAction::AdminPromote => "admin.promote",
+            AuditAction::AdminDemote => "admin.demote",
+            AuditAction::AdminEndSessions => "admin.end_sessions",
+        }
+    }
+}
+
+/// One entry for the trail: `NewAuditEvent::new(action).by(admin).on(user).from(ip)`.
+#[derive(Clone, Copy, Debug)]
 pub struct NewAuditEvent<'a> {
-    pub action: &'a str,
+    pub action: AuditAction,
     pub actor: Option<Party<'a>>,
     pub target: Option<Party<'a>>,
     pub ip: Option<&'a str>,
     pub detail: &'a str,
+}
+
+impl<'a> NewAuditEvent<'a> {
+    pub fn new(action: AuditAction) -> NewAuditEvent<'a> {
+        NewAuditEvent {
+            action,
+            actor: None,
+            target: None,
+            ip: None,
+            detail: "",
+        }
+    }
+
+    pub fn by(self, actor: Party<'a>) -> Self {
+        NewAuditEvent {
+            actor: Some(actor),
+            ..self
+        }
+    }
+
+    pub fn on(self, target: Party<'a>) -> Self {
+        NewAuditEvent {
+            target: Some(target),
+            ..self
+        }
+    }
+
+    pub fn from(self, ip: Option<&'a str>) -> Self {
+        NewAuditEvent { ip, ..self }
+    }
+
+    pub fn detail(self, detail: &'a str) -> Self {
+        NewAuditEvent { detail, ..self }
+    }
+
+    pub async fn record(self, db: &mut impl Exec) -> Result<(), sqlx::Error> {
+        AuditEvent::record(db, self).await
+    }
 }
 
 impl AuditEvent {
@@ -47,7 +121,7 @@ impl AuditEvent {
         };
         rocket::info!(
             "audit: {} actor={:?} target={:?} ip={:?} {:?}",
-            event.action,
+            event.action.as_str(),
             name(event.actor).unwrap_or_else(|| "-".into()),
             name(event.target).unwrap_or_else(|| "-".into()),
             event.ip.unwrap_or("-"),
@@ -60,7 +134,7 @@ impl AuditEvent {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(Timestamp::now())
-        .bind(event.action)
+        .bind(event.action.as_str())
         .bind(event.actor.and_then(|p| p.id))
         .bind(name(event.actor))
         .bind(event.target.and_then(|p| p.id))

@@ -6,8 +6,8 @@ pub mod session;
 pub mod throttle;
 pub mod user;
 
-pub use audit::{AuditEvent, NewAuditEvent, Party};
+pub use audit::{AuditAction, AuditEvent, NewAuditEvent, Party};
 pub use platform::{NewPlatform, Platform, PlatformType};
 pub use session::{NewSession, SessionRecord, SessionSummary};
 pub use throttle::LoginThrottle;
-pub use user::{AdminChange, NewUser, Role, User};
+pub use user::{NewUser, Role, User};

@@ -32,6 +32,8 @@ impl PlatformType {
     }
 }
 
+crate::text_enum!(PlatformType);
+
 /// A connected platform account. The access token is not a field: it stays encrypted in the
 /// database and is read only through [`Platform::encrypted_token`].
 #[derive(Clone, Debug, FromRow, Serialize)]
@@ -40,7 +42,7 @@ pub struct Platform {
     #[serde(skip)]
     pub user_id: i64,
     pub name: String,
-    pub platform_type: String,
+    pub platform_type: PlatformType,
     pub instance_url: String,
     pub username: String,
     pub is_active: bool,
@@ -68,10 +70,6 @@ FROM platform_connections";
 const ORDER: &str = "ORDER BY created_at, id";
 
 impl Platform {
-    pub fn kind(&self) -> Option<PlatformType> {
-        PlatformType::parse(&self.platform_type)
-    }
-
     pub async fn list_for_user(
         db: &mut impl Exec,
         user_id: i64,
@@ -182,7 +180,7 @@ impl Platform {
         )
         .bind(user_id)
         .bind(new.name.as_str())
-        .bind(new.platform_type.as_str())
+        .bind(new.platform_type)
         .bind(new.instance_url.as_str())
         .bind(new.username.as_str())
         .bind(encrypted_token)
@@ -210,7 +208,7 @@ impl Platform {
         .bind(id)
         .bind(user_id)
         .bind(changes.name.as_str())
-        .bind(changes.platform_type.as_str())
+        .bind(changes.platform_type)
         .bind(changes.instance_url.as_str())
         .bind(changes.username.as_str())
         .bind(changes.is_active)

@@ -1,5 +1,6 @@
 use sqlx::FromRow;
 
+use super::Role;
 use crate::db::{query, Exec, Timestamp};
 
 /// A session row joined with its user: everything `CurrentUser` needs, in one query.
@@ -14,7 +15,7 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
     pub username: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub user_is_active: bool,
 }
 
@@ -104,13 +105,39 @@ impl SessionRecord {
             .await
     }
 
+    /// Points the session at one of its user's active platforms (or at none), in one statement
+    /// that checks ownership and activity itself, so a check made earlier cannot go stale. False
+    /// when the platform is not (or no longer) the user's and active, or the session is gone.
     pub async fn set_active_platform(
         db: &mut impl Exec,
         session_id: i64,
+        user_id: i64,
         platform_id: Option<i64>,
-    ) -> Result<(), sqlx::Error> {
-        query("UPDATE user_sessions SET active_platform_id = $2 WHERE id = $1")
-            .bind(session_id)
+    ) -> Result<bool, sqlx::Error> {
+        let changed = query(
+            "UPDATE user_sessions SET active_platform_id = $2
+             WHERE id = $1 AND user_id = $3
+               AND ($2 IS NULL OR EXISTS (SELECT 1 FROM platform_connections
+                                          WHERE id = $2 AND user_id = $3 AND is_active))",
+        )
+        .bind(session_id)
+        .bind(platform_id)
+        .bind(user_id)
+        .execute(db)
+        .await;
+        match changed {
+            Ok(n) => Ok(n > 0),
+            // PostgreSQL: the platform was deleted by a transaction that committed after this
+            // statement's snapshot. The session keeps its old choice.
+            Err(e) if is_foreign_key_violation(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forgets a platform as any session's active choice (it was deactivated); those sessions
+    /// fall back to the default on their next request.
+    pub async fn forget_platform(db: &mut impl Exec, platform_id: i64) -> Result<(), sqlx::Error> {
+        query("UPDATE user_sessions SET active_platform_id = NULL WHERE active_platform_id = $1")
             .bind(platform_id)
             .execute(db)
             .await
@@ -174,4 +201,10 @@ impl SessionSummary {
             .execute(db)
             .await
     }
+}
+
+/// SQLite reports 787 (`SQLITE_CONSTRAINT_FOREIGNKEY`), PostgreSQL 23503.
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| matches!(d.code().as_deref(), Some("787" | "23503")))
 }

@@ -1,7 +1,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use crate::db::{query, DbConn, Engine, Exec, Timestamp};
+use crate::db::{query, DbConn, Engine, Exec, Timestamp, Tx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -18,21 +18,23 @@ impl Role {
         }
     }
 
-    pub fn parse(s: &str) -> Role {
-        if s == "admin" {
-            Role::Admin
-        } else {
-            Role::User
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "user" => Some(Role::User),
+            _ => None,
         }
     }
 }
+
+crate::text_enum!(Role);
 
 #[derive(Clone, Debug, FromRow, Serialize)]
 pub struct User {
     pub id: i64,
     pub username: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub is_active: bool,
     pub created_at: Timestamp,
     pub last_login_at: Option<Timestamp>,
@@ -55,10 +57,6 @@ pub struct NewUser<'a> {
 }
 
 impl User {
-    pub fn role(&self) -> Role {
-        Role::parse(&self.role)
-    }
-
     pub async fn find(db: &mut impl Exec, id: i64) -> Result<Option<User>, sqlx::Error> {
         query(
             "SELECT id, username, email, role, is_active, created_at, last_login_at
@@ -124,7 +122,7 @@ impl User {
         .bind(new.username)
         .bind(new.email)
         .bind(new.password_hash)
-        .bind(new.role.map(Role::as_str))
+        .bind(new.role)
         .bind(Timestamp::now())
         .fetch_one(&mut tx)
         .await?;
@@ -161,14 +159,6 @@ impl User {
         .await
         .map(drop)
     }
-}
-
-/// The outcome of a change that must never leave the instance without an active admin.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AdminChange {
-    Done,
-    NotFound,
-    LastAdmin,
 }
 
 /// Serialises "is there another active admin?" checks on PostgreSQL, where two concurrent
@@ -233,55 +223,35 @@ impl User {
         Ok(n)
     }
 
-    /// Changes role or activity, refusing to remove the last active admin.
-    async fn guarded_change(
-        db: &mut DbConn,
-        id: i64,
-        update: &str,
-    ) -> Result<AdminChange, sqlx::Error> {
-        let engine = db.engine();
-        let mut tx = db.begin().await?;
-        if !User::lock(&mut tx, id).await? {
-            return Ok(AdminChange::NotFound);
-        }
-        if engine == Engine::Postgres {
+    /// Serialises "is there another active admin?" checks for the rest of the transaction. Run
+    /// after [`User::lock`] and before [`User::set_role`] or [`User::set_active`].
+    pub async fn lock_admins(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
+        if let Tx::Postgres(_) = tx {
             query("SELECT pg_advisory_xact_lock($1)")
                 .bind(ADMIN_LOCK_ID)
-                .execute(&mut tx)
+                .execute(tx)
                 .await?;
         }
-        let changed = query(update).bind(id).execute(&mut tx).await?;
-        tx.commit().await?;
-        Ok(if changed > 0 {
-            AdminChange::Done
-        } else {
-            AdminChange::LastAdmin
-        })
+        Ok(())
     }
 
-    pub async fn set_role(
-        db: &mut DbConn,
-        id: i64,
-        role: Role,
-    ) -> Result<AdminChange, sqlx::Error> {
-        match role {
-            Role::Admin => {
-                User::guarded_change(db, id, "UPDATE users SET role = 'admin' WHERE id = $1").await
-            }
-            Role::User => User::guarded_change(db, id, DEMOTE).await,
-        }
+    /// Changes the role, refusing to demote the last active admin (false then).
+    pub async fn set_role(tx: &mut Tx<'_>, id: i64, role: Role) -> Result<bool, sqlx::Error> {
+        let sql = match role {
+            Role::Admin => "UPDATE users SET role = 'admin' WHERE id = $1",
+            Role::User => DEMOTE,
+        };
+        Ok(query(sql).bind(id).execute(tx).await? > 0)
     }
 
-    pub async fn set_active(
-        db: &mut DbConn,
-        id: i64,
-        active: bool,
-    ) -> Result<AdminChange, sqlx::Error> {
-        if active {
-            User::guarded_change(db, id, "UPDATE users SET is_active = TRUE WHERE id = $1").await
+    /// Activates or deactivates, refusing to deactivate the last active admin (false then).
+    pub async fn set_active(tx: &mut Tx<'_>, id: i64, active: bool) -> Result<bool, sqlx::Error> {
+        let sql = if active {
+            "UPDATE users SET is_active = TRUE WHERE id = $1"
         } else {
-            User::guarded_change(db, id, DEACTIVATE).await
-        }
+            DEACTIVATE
+        };
+        Ok(query(sql).bind(id).execute(tx).await? > 0)
     }
 }
 

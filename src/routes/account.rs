@@ -1,20 +1,19 @@
 //! Self-service: change password, change email, see and end your sessions.
 
 use rocket::http::CookieJar;
-use rocket::response::{Flash, Redirect};
-use rocket::{get, post, State};
+use rocket::response::Redirect;
+use rocket::{get, post, uri};
 use serde::Serialize;
 
-use super::auth::{signed_out, MSG_THROTTLED};
+use super::auth::signed_out;
 use super::Reply;
-use crate::config::Runtime;
-use crate::crypto::PasswordHasherPool;
 use crate::db::{Connection, DbConn};
 use crate::error::{Error, Result};
+use crate::flash::Flash;
 use crate::forms::{check_email, CsrfOnly, EmailChangeForm, FieldErrors, PasswordChangeForm};
-use crate::guards::{ClientInfo, CsrfForm, CurrentUser, Layout};
-use crate::models::throttle::{self, Scope};
-use crate::models::{AuditEvent, LoginThrottle, NewAuditEvent, Party, SessionSummary, User};
+use crate::guards::{App, CsrfForm, CurrentUser, Layout};
+use crate::models::{SessionSummary, User};
+use crate::services::accounts::{self, MSG_EMAIL_TAKEN};
 
 #[derive(Serialize)]
 struct SessionRow {
@@ -34,21 +33,23 @@ struct AccountPage {
     email_errors: FieldErrors,
 }
 
+const TITLE: &str = "Your account";
+
 async fn page(
     db: &mut DbConn,
     user: &CurrentUser,
-    runtime: &Runtime,
+    app: &App<'_>,
     email_value: Option<&str>,
 ) -> Result<AccountPage> {
-    let mut sessions: Vec<SessionRow> =
-        SessionSummary::list_for_user(db, user.id, runtime.settings.idle_timeout())
-            .await?
-            .into_iter()
-            .map(|session| SessionRow {
-                current: session.id == user.session_id,
-                session,
-            })
-            .collect();
+    let idle_timeout = app.runtime.settings.idle_timeout();
+    let mut sessions: Vec<SessionRow> = SessionSummary::list_for_user(db, user.id, idle_timeout)
+        .await?
+        .into_iter()
+        .map(|session| SessionRow {
+            current: session.id == user.session_id,
+            session,
+        })
+        .collect();
     // This device first, then the others by most recent use (the sort is stable).
     sessions.sort_by_key(|s| !s.current);
     Ok(AccountPage {
@@ -61,54 +62,8 @@ async fn page(
     })
 }
 
-async fn audit(
-    db: &mut DbConn,
-    user: &CurrentUser,
-    action: &str,
-    client: &ClientInfo,
-    detail: &str,
-) -> Result<()> {
-    let me = Party {
-        id: Some(user.id),
-        name: &user.username,
-    };
-    AuditEvent::record(
-        db,
-        NewAuditEvent {
-            action,
-            actor: Some(me),
-            target: Some(me),
-            ip: client.ip.as_deref(),
-            detail,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// Re-authentication for sensitive changes. Attempts count against the same per-username limit
-/// as logins, so a stolen session cannot be used to guess the password either.
-async fn current_password_ok(
-    conn: &Connection<'_>,
-    hasher: &PasswordHasherPool,
-    user: &CurrentUser,
-    password: &str,
-) -> Result<bool> {
-    let key = throttle::username_key(&user.username);
-    let stored = {
-        let mut db = conn.get().await?;
-        if !LoginThrottle::attempt(&mut *db, Scope::Username, &key).await? {
-            return Err(Error::TooManyRequests(MSG_THROTTLED.into()));
-        }
-        User::password_hash(&mut *db, user.id).await?
-    };
-    conn.release().await;
-    let valid = hasher.verify(password, stored.as_deref()).await?.valid;
-    if valid {
-        let mut db = conn.get().await?;
-        LoginThrottle::succeeded(&mut *db, &key, None).await?;
-    }
-    Ok(valid)
+fn back(message: impl Into<String>) -> Flash<Redirect> {
+    Flash::success(Redirect::to(uri!(show)), message)
 }
 
 #[get("/account")]
@@ -116,29 +71,26 @@ pub async fn show(
     user: &CurrentUser,
     layout: Layout,
     conn: Connection<'_>,
-    runtime: &State<Runtime>,
+    app: App<'_>,
 ) -> Result<Reply> {
     let mut db = conn.get().await?;
-    let page = page(&mut db, user, runtime, None).await?;
-    Ok(Reply::Page(layout.render("account", "Your account", page)))
+    let page = page(&mut db, user, &app, None).await?;
+    Ok(Reply::Page(layout.render("account", TITLE, page)))
 }
 
 /// Needs the current password; ends every other session of the user.
-#[allow(clippy::too_many_arguments)]
 #[post("/account/password", data = "<form>")]
 pub async fn change_password(
     user: &CurrentUser,
     layout: Layout,
     conn: Connection<'_>,
-    hasher: &State<PasswordHasherPool>,
-    runtime: &State<Runtime>,
-    client: ClientInfo,
+    app: App<'_>,
     form: CsrfForm<PasswordChangeForm>,
 ) -> Result<Reply> {
     let form = form.0;
     let mut errors = form.validate(&user.username);
     if !errors.contains_key("current_password")
-        && !current_password_ok(&conn, hasher, user, &form.current_password).await?
+        && !accounts::current_password_ok(&conn, &app, user, &form.current_password).await?
     {
         errors.insert(
             "current_password",
@@ -147,49 +99,23 @@ pub async fn change_password(
     }
     if !errors.is_empty() {
         let mut db = conn.get().await?;
-        let mut page = page(&mut db, user, runtime, None).await?;
+        let mut page = page(&mut db, user, &app, None).await?;
         page.password_errors = errors;
-        let layout = layout.with_flash("error", "Your password was not changed.");
-        return Ok(Reply::Invalid(layout.render(
-            "account",
-            "Your account",
-            page,
-        )));
+        let message = "Your password was not changed.";
+        return Ok(Reply::invalid_with(layout, message, "account", TITLE, page));
     }
-
-    conn.release().await;
-    let hash = hasher.hash(&form.new_password).await?;
-    let mut db = conn.get().await?;
-    let ended = {
-        let mut tx = db.begin().await?;
-        User::set_password(&mut tx, user.id, &hash).await?;
-        let ended = SessionSummary::revoke_all(&mut tx, user.id, Some(user.session_id)).await?;
-        tx.commit().await?;
-        ended
-    };
-    audit(
-        &mut db,
-        user,
-        "account.password_change",
-        &client,
-        &format!("ended {ended} other sessions"),
-    )
-    .await?;
-    Ok(Reply::Flash(Flash::success(
-        Redirect::to("/account"),
+    accounts::change_password(&conn, &app, user, &form.new_password).await?;
+    Ok(Reply::Flash(back(
         "Your password has been changed, and every other session has been signed out.",
     )))
 }
 
-#[allow(clippy::too_many_arguments)]
 #[post("/account/email", data = "<form>")]
 pub async fn change_email(
     user: &CurrentUser,
     layout: Layout,
     conn: Connection<'_>,
-    hasher: &State<PasswordHasherPool>,
-    runtime: &State<Runtime>,
-    client: ClientInfo,
+    app: App<'_>,
     form: CsrfForm<EmailChangeForm>,
 ) -> Result<Reply> {
     let form = form.0;
@@ -200,39 +126,30 @@ pub async fn change_email(
     } else {
         let mut db = conn.get().await?;
         if User::email_taken(&mut *db, email, Some(user.id)).await? {
-            errors.insert("email", "An account with this email already exists.".into());
+            errors.insert("email", MSG_EMAIL_TAKEN.into());
         }
     }
-    if !current_password_ok(&conn, hasher, user, &form.current_password).await? {
+    if !accounts::current_password_ok(&conn, &app, user, &form.current_password).await? {
         errors.insert(
             "email_current_password",
             "Your current password is not correct.".into(),
         );
     }
-    let mut db = conn.get().await?;
-    if !errors.is_empty() {
-        let mut page = page(&mut db, user, runtime, Some(email)).await?;
-        page.email_errors = errors;
-        let layout = layout.with_flash("error", "Your email was not changed.");
-        return Ok(Reply::Invalid(layout.render(
-            "account",
-            "Your account",
-            page,
-        )));
-    }
-    User::set_email(&mut *db, user.id, email)
-        .await
-        .map_err(|e| match e.as_database_error() {
-            Some(d) if d.is_unique_violation() => {
-                Error::Unprocessable("An account with this email already exists.".into())
+    if errors.is_empty() {
+        match accounts::change_email(&conn, &app, user, email).await {
+            Ok(()) => return Ok(Reply::Flash(back("Your email address has been changed."))),
+            // Taken by another account between the check and the write.
+            Err(Error::Unprocessable(message)) => {
+                errors.insert("email", message);
             }
-            _ => Error::Database(e),
-        })?;
-    audit(&mut db, user, "account.email_change", &client, "").await?;
-    Ok(Reply::Flash(Flash::success(
-        Redirect::to("/account"),
-        "Your email address has been changed.",
-    )))
+            Err(e) => return Err(e),
+        }
+    }
+    let mut db = conn.get().await?;
+    let mut page = page(&mut db, user, &app, Some(email)).await?;
+    page.email_errors = errors;
+    let message = "Your email was not changed.";
+    Ok(Reply::invalid_with(layout, message, "account", TITLE, page))
 }
 
 /// Ends one of your sessions. Ending the current one signs you out here too.
@@ -251,10 +168,7 @@ pub async fn revoke_session(
     if id == user.session_id {
         return Ok(signed_out(cookies));
     }
-    Ok(Flash::success(
-        Redirect::to("/account"),
-        "That session has been signed out.",
-    ))
+    Ok(back("That session has been signed out."))
 }
 
 #[post("/account/sessions/revoke-others", data = "<_form>")]
@@ -265,10 +179,9 @@ pub async fn revoke_other_sessions(
 ) -> Result<Flash<Redirect>> {
     let mut db = conn.get().await?;
     let ended = SessionSummary::revoke_all(&mut *db, user.id, Some(user.session_id)).await?;
-    let message = match ended {
+    Ok(back(match ended {
         0 => "There were no other sessions.".to_string(),
         1 => "Signed out 1 other session.".to_string(),
         n => format!("Signed out {n} other sessions."),
-    };
-    Ok(Flash::success(Redirect::to("/account"), message))
+    }))
 }

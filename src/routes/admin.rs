@@ -2,18 +2,20 @@
 //! Every route takes `AdminUser`, so a normal user gets 403 and a visitor the login redirect.
 
 use rocket::http::Method;
-use rocket::response::{Flash, Redirect};
-use rocket::{get, post, uri, Route, State};
+use rocket::request::FromParam;
+use rocket::response::Redirect;
+use rocket::{get, post, uri, Route};
 use serde::Serialize;
 
-use super::auth::{create_account, taken_errors};
 use super::Reply;
-use crate::crypto::PasswordHasherPool;
-use crate::db::{Connection, DbConn};
+use crate::db::Connection;
 use crate::error::{Error, Result};
+use crate::flash::Flash;
 use crate::forms::{CsrfOnly, FieldErrors, NewUserForm};
-use crate::guards::{AdminUser, ClientInfo, CsrfForm, Layout};
-use crate::models::{AdminChange, AuditEvent, NewAuditEvent, Party, Role, SessionSummary, User};
+use crate::guards::{AdminUser, App, CsrfForm, Layout};
+use crate::models::{AuditAction, AuditEvent, NewAuditEvent, Party, Role, User};
+use crate::services::accounts::{self, NewAccount};
+use crate::services::admin::{self as service, AdminAction, AdminOutcome};
 
 const PAGE_SIZE: i64 = 20;
 
@@ -68,33 +70,18 @@ fn pager(page: Option<i64>, total: i64, link: impl Fn(i64) -> String) -> (Pager,
     (pager, (page - 1) * PAGE_SIZE)
 }
 
-async fn audit(
-    db: &mut DbConn,
-    admin: &AdminUser<'_>,
-    action: &str,
-    target: Party<'_>,
-    client: &ClientInfo,
-) -> Result<()> {
-    AuditEvent::record(
-        db,
-        NewAuditEvent {
-            action,
-            actor: Some(Party {
-                id: Some(admin.id),
-                name: &admin.username,
-            }),
-            target: Some(target),
-            ip: client.ip.as_deref(),
-            detail: "",
-        },
-    )
-    .await?;
-    Ok(())
+/// `/admin/users/<id>/<action>`: anything else is not a route (the fallback answers 404).
+impl<'a> FromParam<'a> for AdminAction {
+    type Error = &'a str;
+
+    fn from_param(param: &'a str) -> std::result::Result<Self, Self::Error> {
+        AdminAction::parse(param).ok_or(param)
+    }
 }
 
 #[get("/admin")]
 pub fn home(_admin: AdminUser<'_>) -> Redirect {
-    Redirect::to("/admin/users")
+    Redirect::to(uri!(users(q = _, page = _)))
 }
 
 #[get("/admin/users?<q>&<page>")]
@@ -121,7 +108,7 @@ pub async fn users(
         .await?
         .into_iter()
         .map(|user| UserRow {
-            is_admin: user.role() == Role::Admin,
+            is_admin: user.role == Role::Admin,
             is_self: user.id == admin.id,
             user,
         })
@@ -135,44 +122,53 @@ pub fn new_user(_admin: AdminUser<'_>, layout: Layout) -> Reply {
     Reply::Page(layout.render("admin_user_new", "Create a user", NewUserPage::default()))
 }
 
-#[allow(clippy::too_many_arguments)]
 #[post("/admin/users", data = "<form>")]
 pub async fn create_user(
     admin: AdminUser<'_>,
     layout: Layout,
     conn: Connection<'_>,
-    hasher: &State<PasswordHasherPool>,
-    client: ClientInfo,
+    app: App<'_>,
     form: CsrfForm<NewUserForm>,
 ) -> Result<Reply> {
     let form = form.0;
     let username = form.username.trim();
     let email = form.email.trim();
-    let errors = taken_errors(&conn, form.validate(), username, email).await?;
-    if !errors.is_empty() {
-        let page = NewUserPage {
-            username,
-            email,
-            admin: form.admin,
-            errors,
-        };
-        let layout = layout.with_flash("error", "Please correct the highlighted fields.");
-        return Ok(Reply::Invalid(layout.render(
-            "admin_user_new",
-            "Create a user",
-            page,
-        )));
-    }
     let role = if form.admin { Role::Admin } else { Role::User };
-    let user = create_account(&conn, hasher, username, email, &form.password, Some(role)).await?;
-    let mut db = conn.get().await?;
-    let target = Party {
-        id: Some(user.id),
-        name: &user.username,
+    let account = NewAccount {
+        username,
+        email,
+        password: &form.password,
+        role: Some(role),
     };
-    audit(&mut db, &admin, "admin.create_user", target, &client).await?;
+    let user = match accounts::create(&conn, &app, account, form.validate()).await? {
+        Ok(user) => user,
+        Err(errors) => {
+            let page = NewUserPage {
+                username,
+                email,
+                admin: form.admin,
+                errors,
+            };
+            return Ok(Reply::invalid(
+                layout,
+                "admin_user_new",
+                "Create a user",
+                page,
+            ));
+        }
+    };
+    let mut db = conn.get().await?;
+    NewAuditEvent::new(AuditAction::AdminCreateUser)
+        .by(admin.party())
+        .on(Party {
+            id: Some(user.id),
+            name: &user.username,
+        })
+        .from(app.client.ip())
+        .record(&mut *db)
+        .await?;
     Ok(Reply::Flash(Flash::success(
-        Redirect::to("/admin/users"),
+        Redirect::to(uri!(users(q = _, page = _))),
         format!("Created {} ({}).", user.username, role.as_str()),
     )))
 }
@@ -182,67 +178,20 @@ pub async fn create_user(
 #[post("/admin/users/<id>/<action>", data = "<_form>")]
 pub async fn user_action(
     id: i64,
-    action: &str,
+    action: AdminAction,
     admin: AdminUser<'_>,
     conn: Connection<'_>,
-    client: ClientInfo,
+    app: App<'_>,
     _form: CsrfForm<CsrfOnly>,
 ) -> Result<Flash<Redirect>> {
     let mut db = conn.get().await?;
-    let target = User::find(&mut *db, id)
-        .await?
-        .ok_or(Error::NotFound("User"))?;
-    let name = target.username.as_str();
-    let (outcome, done, audit_action) = match action {
-        "activate" => (
-            User::set_active(&mut db, id, true).await?,
-            format!("{name} can sign in again."),
-            "admin.activate",
-        ),
-        "deactivate" => {
-            let outcome = User::set_active(&mut db, id, false).await?;
-            if outcome == AdminChange::Done {
-                SessionSummary::revoke_all(&mut *db, id, None).await?;
-            }
-            (
-                outcome,
-                format!("{name} is deactivated and signed out everywhere."),
-                "admin.deactivate",
-            )
-        }
-        "promote" => (
-            User::set_role(&mut db, id, Role::Admin).await?,
-            format!("{name} is now an administrator."),
-            "admin.promote",
-        ),
-        "demote" => (
-            User::set_role(&mut db, id, Role::User).await?,
-            format!("{name} is no longer an administrator."),
-            "admin.demote",
-        ),
-        "end-sessions" => {
-            let ended = SessionSummary::revoke_all(&mut *db, id, None).await?;
-            (
-                AdminChange::Done,
-                format!("Ended {ended} session(s) of {name}."),
-                "admin.end_sessions",
-            )
-        }
-        _ => return Err(Error::NotFound("Page")),
-    };
-    let back = Redirect::to("/admin/users");
-    match outcome {
-        AdminChange::Done => {
-            let party = Party { id: Some(id), name };
-            audit(&mut db, &admin, audit_action, party, &client).await?;
-            Ok(Flash::success(back, done))
-        }
-        AdminChange::LastAdmin => Ok(Flash::error(
-            back,
-            format!("{name} is the last active administrator: promote someone else first."),
-        )),
-        AdminChange::NotFound => Err(Error::NotFound("User")),
-    }
+    let back = Redirect::to(uri!(users(q = _, page = _)));
+    Ok(
+        match service::apply(&mut db, &admin, app.client.ip(), id, action).await? {
+            AdminOutcome::Done(message) => Flash::success(back, message),
+            AdminOutcome::LastAdmin(message) => Flash::error(back, message),
+        },
+    )
 }
 
 #[get("/admin/audit?<page>")]

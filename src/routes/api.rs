@@ -5,11 +5,11 @@ use rocket::serde::json::{json, Value};
 use rocket::{get, post};
 use serde::Deserialize;
 
-use super::platforms::switch_active;
 use crate::db::Connection;
 use crate::error::Result;
 use crate::guards::{ApiCsrf, CurrentUser, JsonBody, PlatformContext};
 use crate::models::Platform;
+use crate::services::platforms::switch_active;
 
 /// Unknown fields (`user_id`, `role`, …) are refused rather than silently ignored.
 #[derive(Deserialize)]

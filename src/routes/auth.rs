@@ -1,25 +1,20 @@
+//! Logging in and out, and registration.
+
 use rocket::http::{Cookie, CookieJar};
-use rocket::response::{Flash, Redirect};
-use rocket::{get, post, State};
+use rocket::response::Redirect;
+use rocket::{get, post, uri};
 use serde::Serialize;
 
-use super::{safe_next, Reply};
+use super::{dashboard, safe_next, Reply};
 use crate::config::Runtime;
-use crate::crypto::{random_token, token_hash, PasswordHasherPool};
-use crate::db::{Connection, Timestamp};
+use crate::db::Connection;
 use crate::error::{Error, Result};
+use crate::flash::{Flash, FlashKind};
 use crate::forms::{self, CsrfOnly, FieldErrors, LoginForm, RegisterForm};
-use crate::guards::{
-    app_cookie, ClientInfo, CsrfForm, CurrentUser, Layout, CSRF_COOKIE, SESSION_COOKIE,
-};
-use crate::models::throttle::{self, Scope};
-use crate::models::{
-    AuditEvent, LoginThrottle, NewAuditEvent, NewSession, NewUser, Party, Role, SessionRecord, User,
-};
-
-pub const MSG_INVALID_LOGIN: &str = "Invalid username or password.";
-pub const MSG_THROTTLED: &str =
-    "Too many failed login attempts. Please wait 15 minutes and try again.";
+use crate::guards::{app_cookie, App, CsrfForm, CurrentUser, Layout, CSRF_COOKIE, SESSION_COOKIE};
+use crate::models::SessionRecord;
+use crate::services::accounts::{self, LoginOutcome, NewAccount, MSG_INVALID_LOGIN, MSG_THROTTLED};
+use crate::services::sessions::SessionToken;
 
 #[derive(Serialize)]
 struct LoginPage<'a> {
@@ -39,7 +34,7 @@ struct RegisterPage<'a> {
 pub fn login_page(
     user: Option<&CurrentUser>,
     layout: Layout,
-    runtime: &State<Runtime>,
+    runtime: &rocket::State<Runtime>,
     next: Option<&str>,
 ) -> Reply {
     if user.is_some() {
@@ -53,16 +48,11 @@ pub fn login_page(
     Reply::Page(layout.render("login", "Log in", page))
 }
 
-/// Checks the password off the database connection (hashing is slow and needs none), then
-/// starts a brand-new session: the token a browser had before login never becomes a session.
-#[allow(clippy::too_many_arguments)]
 #[post("/login", data = "<form>")]
 pub async fn login(
     layout: Layout,
     conn: Connection<'_>,
-    hasher: &State<PasswordHasherPool>,
-    runtime: &State<Runtime>,
-    client: ClientInfo,
+    app: App<'_>,
     cookies: &CookieJar<'_>,
     form: CsrfForm<LoginForm>,
 ) -> Result<Reply> {
@@ -72,10 +62,10 @@ pub async fn login(
         let page = LoginPage {
             username,
             next: form.next.as_deref(),
-            registration_open: runtime.settings.allow_registration,
+            registration_open: app.runtime.settings.allow_registration,
         };
         layout
-            .with_flash("error", message)
+            .with_flash(FlashKind::Error, message)
             .render("login", "Log in", page)
     };
     if form.password.len() > forms::PASSWORD_MAX_BYTES {
@@ -85,126 +75,30 @@ pub async fn login(
         );
         return Ok(Reply::Invalid(again(layout, &message)));
     }
-
-    let key = throttle::username_key(username);
-    let ip = client.ip.as_deref();
-    let attempted = Party {
-        id: None,
-        name: username,
-    };
-    let credentials = {
-        let mut db = conn.get().await?;
-        // Counted before the password is checked, whether or not the account exists, so a 429
-        // reveals nothing and parallel guesses cannot outrun the count.
-        let mut allowed = LoginThrottle::attempt(&mut *db, Scope::Username, &key).await?;
-        if let Some(ip) = ip {
-            allowed &= LoginThrottle::attempt(&mut *db, Scope::Address, ip).await?;
+    let previous = cookies
+        .get_private(SESSION_COOKIE)
+        .map(|c| c.value().to_string());
+    match accounts::login(&conn, &app, username, &form.password, previous.as_deref()).await? {
+        LoginOutcome::SignedIn(token) => {
+            set_session_cookie(cookies, app.runtime, token);
+            Ok(Reply::Redirect(Redirect::to(safe_next(
+                form.next.as_deref(),
+            ))))
         }
-        if !allowed {
-            audit(&mut db, "login.throttled", attempted, ip, "").await?;
-            return Ok(Reply::TooManyRequests(again(layout, MSG_THROTTLED)));
-        }
-        // Every stored username passes these rules; anything else (control characters, say)
-        // cannot match, and is not worth a round trip the database might reject.
-        if forms::check_username(username).is_ok() {
-            User::credentials(&mut *db, username).await?
-        } else {
-            None
-        }
-    };
-    conn.release().await;
-    let verification = hasher
-        .verify(
-            &form.password,
-            credentials.as_ref().map(|c| c.password_hash.as_str()),
-        )
-        .await?;
-
-    let mut db = conn.get().await?;
-    let user_id = match credentials {
-        Some(c) if verification.valid && c.is_active => c.id,
-        other => {
-            let reason = match &other {
-                None => "unknown username",
-                Some(_) if !verification.valid => "wrong password",
-                Some(_) => "account deactivated",
-            };
-            let target = Party {
-                id: other.as_ref().map(|c| c.id),
-                name: username,
-            };
-            audit(&mut db, "login.failure", target, ip, reason).await?;
-            return Ok(Reply::Unauthorized(again(layout, MSG_INVALID_LOGIN)));
-        }
-    };
-
-    LoginThrottle::succeeded(&mut *db, &key, ip).await?;
-    User::record_login(&mut *db, user_id, verification.upgraded_hash).await?;
-    let target = Party {
-        id: Some(user_id),
-        name: username,
-    };
-    audit(&mut db, "login.success", target, ip, "").await?;
-    start_session(&mut db, runtime, &client, cookies, user_id).await?;
-    Ok(Reply::Redirect(Redirect::to(safe_next(
-        form.next.as_deref(),
-    ))))
-}
-
-async fn audit(
-    db: &mut crate::db::DbConn,
-    action: &str,
-    target: Party<'_>,
-    ip: Option<&str>,
-    detail: &str,
-) -> Result<()> {
-    AuditEvent::record(
-        db,
-        NewAuditEvent {
-            action,
-            actor: None,
-            target: Some(target),
-            ip,
-            detail,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// Replaces whatever session this browser had with a fresh one for `user_id`.
-async fn start_session(
-    db: &mut crate::db::DbConn,
-    runtime: &Runtime,
-    client: &ClientInfo,
-    cookies: &CookieJar<'_>,
-    user_id: i64,
-) -> Result<()> {
-    if let Some(old) = cookies.get_private(SESSION_COOKIE) {
-        SessionRecord::delete_by_token_hash(db, &token_hash(old.value())).await?;
+        LoginOutcome::Invalid => Ok(Reply::Unauthorized(again(layout, MSG_INVALID_LOGIN))),
+        LoginOutcome::Throttled => Ok(Reply::TooManyRequests(again(layout, MSG_THROTTLED))),
     }
-    SessionRecord::delete_stale(db, runtime.settings.idle_timeout()).await?;
-    let token = random_token();
-    let csrf_token = random_token();
-    SessionRecord::create(
-        db,
-        NewSession {
-            user_id,
-            token_hash: &token_hash(&token),
-            csrf_token: &csrf_token,
-            expires_at: Timestamp::now().plus_seconds(runtime.settings.absolute_timeout()),
-            user_agent: client.user_agent.as_deref(),
-            ip: client.ip.as_deref(),
-        },
-    )
-    .await?;
+}
+
+/// The browser's new session cookie; the anonymous CSRF cookie is no longer needed (the session
+/// row carries the token from now on).
+fn set_session_cookie(cookies: &CookieJar<'_>, runtime: &Runtime, token: SessionToken) {
     cookies.remove_private(Cookie::from(CSRF_COOKIE));
-    let mut cookie = app_cookie(SESSION_COOKIE, token, runtime.secure_cookies);
+    let mut cookie = app_cookie(SESSION_COOKIE, token.0, runtime.secure_cookies);
     cookie.set_max_age(rocket::time::Duration::seconds(
         runtime.settings.absolute_timeout(),
     ));
     cookies.add_private(cookie);
-    Ok(())
 }
 
 #[post("/logout", data = "<_form>")]
@@ -222,7 +116,10 @@ pub async fn logout(
 /// After this browser's session row is gone: drop its cookie and say so on the login page.
 pub fn signed_out(cookies: &CookieJar<'_>) -> Flash<Redirect> {
     cookies.remove_private(Cookie::from(SESSION_COOKIE));
-    Flash::success(Redirect::to("/login"), "You have been logged out.")
+    Flash::success(
+        Redirect::to(uri!(login_page(next = _))),
+        "You have been logged out.",
+    )
 }
 
 /// Request guard: registration is switched on. When it is off the register routes do not exist
@@ -256,7 +153,7 @@ pub fn register_page(
     layout: Layout,
 ) -> Result<Reply> {
     if user.is_some() {
-        return Ok(Reply::Redirect(Redirect::to("/dashboard")));
+        return Ok(Reply::Redirect(Redirect::to(uri!(dashboard::show))));
     }
     Ok(Reply::Page(layout.render(
         "register",
@@ -266,89 +163,56 @@ pub fn register_page(
 }
 
 /// Creates the account (the first account of an empty database is its admin) and signs it in.
-#[allow(clippy::too_many_arguments)]
 #[post("/register", data = "<form>")]
 pub async fn register(
     _open: RegistrationOpen,
     layout: Layout,
     conn: Connection<'_>,
-    hasher: &State<PasswordHasherPool>,
-    runtime: &State<Runtime>,
-    client: ClientInfo,
+    app: App<'_>,
     cookies: &CookieJar<'_>,
     form: CsrfForm<RegisterForm>,
 ) -> Result<Reply> {
     let form = form.0;
     let username = form.username.trim();
     let email = form.email.trim();
-    let errors = taken_errors(&conn, form.validate(), username, email).await?;
-    if !errors.is_empty() {
-        let page = RegisterPage {
-            username,
-            email,
-            errors,
-        };
-        let layout = layout.with_flash("error", "Please correct the highlighted fields.");
-        return Ok(Reply::Invalid(layout.render(
-            "register",
-            "Create an account",
-            page,
-        )));
-    }
-
-    let user = create_account(&conn, hasher, username, email, &form.password, None).await?;
-    let mut db = conn.get().await?;
-    rocket::info!("registered user {} ({})", user.username, user.role);
-    start_session(&mut db, runtime, &client, cookies, user.id).await?;
-    Ok(Reply::Flash(Flash::success(
-        Redirect::to("/dashboard"),
-        format!("Welcome, {}!", user.username),
-    )))
-}
-
-/// Adds "already taken" to a new account's field errors (registration and admin-created users).
-pub async fn taken_errors(
-    conn: &Connection<'_>,
-    mut errors: FieldErrors,
-    username: &str,
-    email: &str,
-) -> Result<FieldErrors> {
-    let mut db = conn.get().await?;
-    if !errors.contains_key("username") && User::username_taken(&mut *db, username).await? {
-        errors.insert("username", "That username is taken.".into());
-    }
-    if !errors.contains_key("email") && User::email_taken(&mut *db, email, None).await? {
-        errors.insert("email", "An account with this email already exists.".into());
-    }
-    Ok(errors)
-}
-
-/// Hashes the password with the connection back in the pool, then inserts the user. `role:
-/// None` makes the first user of an empty database its admin.
-pub async fn create_account(
-    conn: &Connection<'_>,
-    hasher: &PasswordHasherPool,
-    username: &str,
-    email: &str,
-    password: &str,
-    role: Option<Role>,
-) -> Result<User> {
-    conn.release().await;
-    let password_hash = hasher.hash(password).await?;
-    let mut db = conn.get().await?;
-    let new = NewUser {
+    let account = NewAccount {
         username,
         email,
-        password_hash: &password_hash,
-        role,
+        password: &form.password,
+        role: None,
     };
-    User::create(&mut db, new)
-        .await
-        .map_err(|e| match e.as_database_error() {
-            // Another request took the name between our check and the insert.
-            Some(d) if d.is_unique_violation() => Error::Unprocessable(
-                "That username or email was just taken. Please choose another.".into(),
-            ),
-            _ => Error::Database(e),
-        })
+    let user = match accounts::create(&conn, &app, account, form.validate()).await? {
+        Ok(user) => user,
+        Err(errors) => {
+            let page = RegisterPage {
+                username,
+                email,
+                errors,
+            };
+            return Ok(Reply::invalid(
+                layout,
+                "register",
+                "Create an account",
+                page,
+            ));
+        }
+    };
+    rocket::info!("registered user {} ({})", user.username, user.role);
+    let previous = cookies
+        .get_private(SESSION_COOKIE)
+        .map(|c| c.value().to_string());
+    let mut db = conn.get().await?;
+    let token = crate::services::sessions::start(
+        &mut db,
+        &app.runtime.settings,
+        &app.client,
+        user.id,
+        previous.as_deref(),
+    )
+    .await?;
+    set_session_cookie(cookies, app.runtime, token);
+    Ok(Reply::Flash(Flash::success(
+        Redirect::to(uri!(dashboard::show)),
+        format!("Welcome, {}!", user.username),
+    )))
 }

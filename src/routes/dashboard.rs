@@ -18,7 +18,7 @@ struct DashboardPage<'a> {
 pub fn show(_user: &CurrentUser, ctx: &PlatformContext, layout: Layout) -> Template {
     let page = DashboardPage {
         active: &ctx.active,
-        active_label: ctx.active.kind().map_or("", |k| k.label()),
+        active_label: ctx.active.platform_type.label(),
         platforms: &ctx.platforms,
     };
     layout.render("dashboard", "Dashboard", page)

@@ -11,9 +11,13 @@ pub mod health;
 pub mod home;
 pub mod platforms;
 
-use rocket::response::{Flash, Redirect};
+use rocket::response::Redirect;
 use rocket::Route;
 use rocket_dyn_templates::Template;
+use serde::Serialize;
+
+use crate::flash::{Flash, FlashKind};
+use crate::guards::Layout;
 
 /// What an HTML handler answers: a page, a form re-rendered with its problems, or a redirect.
 #[derive(rocket::Responder)]
@@ -27,6 +31,31 @@ pub enum Reply {
     TooManyRequests(Template),
     Redirect(Redirect),
     Flash(Flash<Redirect>),
+}
+
+pub const MSG_CORRECT_FIELDS: &str = "Please correct the highlighted fields.";
+
+impl Reply {
+    /// A form sent back with its problems (422), what was typed kept in `page`.
+    pub fn invalid(
+        layout: Layout,
+        template: &'static str,
+        title: &str,
+        page: impl Serialize,
+    ) -> Reply {
+        Reply::invalid_with(layout, MSG_CORRECT_FIELDS, template, title, page)
+    }
+
+    pub fn invalid_with(
+        layout: Layout,
+        message: &str,
+        template: &'static str,
+        title: &str,
+        page: impl Serialize,
+    ) -> Reply {
+        let layout = layout.with_flash(FlashKind::Error, message);
+        Reply::Invalid(layout.render(template, title, page))
+    }
 }
 
 pub fn routes() -> Vec<Route> {
@@ -79,7 +108,7 @@ pub fn safe_next(next: Option<&str>) -> String {
         {
             n.to_string()
         }
-        _ => "/dashboard".to_string(),
+        _ => rocket::uri!(dashboard::show).to_string(),
     }
 }
 

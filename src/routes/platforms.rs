@@ -1,14 +1,18 @@
-use rocket::response::{Flash, Redirect};
-use rocket::{get, post, State};
+//! Managing connected platforms: the list, the connect and edit forms, default, delete and the
+//! no-JavaScript switcher.
+
+use rocket::response::Redirect;
+use rocket::{get, post, uri};
 use serde::Serialize;
 
-use super::Reply;
-use crate::crypto::TokenCipher;
-use crate::db::{Connection, DbConn};
+use super::{dashboard, Reply};
+use crate::db::Connection;
 use crate::error::{Error, Result};
+use crate::flash::Flash;
 use crate::forms::{CsrfOnly, FieldErrors, PlatformForm, PlatformValues};
-use crate::guards::{CsrfForm, CurrentUser, Layout};
-use crate::models::{NewPlatform, Platform, PlatformType, SessionRecord, User};
+use crate::guards::{App, CsrfForm, CurrentUser, Layout};
+use crate::models::{Platform, PlatformType};
+use crate::services::platforms::{self as service, DefaultOutcome, NOT_FOUND};
 
 #[derive(Serialize)]
 struct PlatformRow<'a> {
@@ -50,25 +54,36 @@ impl FormPage {
             .collect();
         FormPage {
             editing: editing.is_some(),
-            action: editing
-                .map_or_else(|| "/platforms".to_string(), |id| format!("/platforms/{id}")),
+            action: editing.map_or_else(
+                || uri!(create).to_string(),
+                |id| uri!(update(id)).to_string(),
+            ),
             values,
             errors,
             types,
         }
     }
 
-    fn render(self, layout: Layout) -> rocket_dyn_templates::Template {
-        let title = if self.editing {
+    fn title(&self) -> &'static str {
+        if self.editing {
             "Edit platform"
         } else {
             "Connect a platform"
-        };
-        layout.render("platform_form", title, self)
+        }
+    }
+
+    fn render(self, layout: Layout) -> Reply {
+        Reply::Page(layout.render("platform_form", self.title(), self))
+    }
+
+    fn invalid(self, layout: Layout) -> Reply {
+        Reply::invalid(layout, "platform_form", self.title(), self)
     }
 }
 
-const NOT_FOUND: Error = Error::NotFound("Platform");
+fn to_list(message: String) -> Flash<Redirect> {
+    Flash::success(Redirect::to(uri!(index)), message)
+}
 
 #[get("/platforms")]
 pub async fn index(user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> Result<Reply> {
@@ -79,7 +94,7 @@ pub async fn index(user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> 
             .iter()
             .map(|p| PlatformRow {
                 platform: p,
-                label: p.kind().map_or("", |k| k.label()),
+                label: p.platform_type.label(),
             })
             .collect(),
     };
@@ -93,64 +108,7 @@ pub fn new(_user: &CurrentUser, layout: Layout) -> Reply {
         is_active: true,
         ..PlatformValues::default()
     };
-    Reply::Page(FormPage::new(None, values, FieldErrors::new()).render(layout))
-}
-
-/// Field rules plus the two per-user uniqueness rules, each reported next to its field.
-async fn validate(
-    db: &mut DbConn,
-    user_id: i64,
-    form: &PlatformForm,
-    editing: Option<i64>,
-) -> Result<std::result::Result<(NewPlatform, Option<String>), FieldErrors>> {
-    let (platform, token) = match form.validate(editing.is_none()) {
-        Ok(valid) => valid,
-        Err(errors) => return Ok(Err(errors)),
-    };
-    let mut errors = FieldErrors::new();
-    if Platform::name_taken(db, user_id, &platform.name, editing).await? {
-        errors.insert("name", "You already have a platform with this name.".into());
-    }
-    if Platform::account_taken(
-        db,
-        user_id,
-        &platform.instance_url,
-        &platform.username,
-        editing,
-    )
-    .await?
-    {
-        errors.insert(
-            "username",
-            "This account on this instance is already connected.".into(),
-        );
-    }
-    Ok(if errors.is_empty() {
-        Ok((platform, token))
-    } else {
-        Err(errors)
-    })
-}
-
-/// A unique index caught what the checks above raced past: report it as the form would.
-fn conflict(e: sqlx::Error) -> Error {
-    match e.as_database_error() {
-        Some(d) if d.is_unique_violation() => Error::Unprocessable(
-            "A platform with this name or account was just added. Please check your platforms."
-                .into(),
-        ),
-        _ => Error::Database(e),
-    }
-}
-
-fn invalid(
-    layout: Layout,
-    editing: Option<i64>,
-    form: &PlatformForm,
-    errors: FieldErrors,
-) -> Reply {
-    let layout = layout.with_flash("error", "Please correct the highlighted fields.");
-    Reply::Invalid(FormPage::new(editing, form.values(), errors).render(layout))
+    FormPage::new(None, values, FieldErrors::new()).render(layout)
 }
 
 #[post("/platforms", data = "<form>")]
@@ -158,30 +116,24 @@ pub async fn create(
     user: &CurrentUser,
     layout: Layout,
     conn: Connection<'_>,
-    cipher: &State<TokenCipher>,
+    app: App<'_>,
     form: CsrfForm<PlatformForm>,
 ) -> Result<Reply> {
     let form = form.0;
-    let mut db = conn.get().await?;
-    let (new, token) = match validate(&mut db, user.id, &form, None).await? {
-        Ok(valid) => valid,
-        Err(errors) => return Ok(invalid(layout, None, &form, errors)),
+    let invalid = |errors| FormPage::new(None, form.values(), errors).invalid(layout);
+    let (new, token) = match form.validate(true) {
+        Ok((new, Some(token))) => (new, token),
+        Ok((_, None)) => return Err(Error::Internal("validated form without a token".into())),
+        Err(errors) => return Ok(invalid(errors)),
     };
-    let token = token.ok_or_else(|| Error::Internal("validated form without a token".into()))?;
-    let encrypted = cipher.encrypt(&token, user.id)?;
-    let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    let platform = Platform::create(&mut tx, user.id, &new, encrypted)
-        .await
-        .map_err(conflict)?;
-    if user.active_platform_id.is_none() {
-        SessionRecord::set_active_platform(&mut tx, user.session_id, Some(platform.id)).await?;
+    let mut db = conn.get().await?;
+    match service::create(&mut db, app.cipher, user, &new, &token).await? {
+        Ok(platform) => Ok(Reply::Flash(Flash::success(
+            Redirect::to(uri!(dashboard::show)),
+            format!("Connected {}.", platform.name),
+        ))),
+        Err(errors) => Ok(invalid(errors)),
     }
-    tx.commit().await?;
-    Ok(Reply::Flash(Flash::success(
-        Redirect::to("/dashboard"),
-        format!("Connected {}.", platform.name),
-    )))
 }
 
 #[get("/platforms/<id>/edit")]
@@ -197,51 +149,42 @@ pub async fn edit(
         .ok_or(NOT_FOUND)?;
     let values = PlatformValues {
         name: platform.name,
-        platform_type: platform.platform_type,
+        platform_type: platform.platform_type.as_str().to_string(),
         instance_url: platform.instance_url,
         username: platform.username,
         is_active: platform.is_active,
     };
-    Ok(Reply::Page(
-        FormPage::new(Some(id), values, FieldErrors::new()).render(layout),
-    ))
+    Ok(FormPage::new(Some(id), values, FieldErrors::new()).render(layout))
 }
 
 /// Saves the edit form. A blank token keeps the stored one; deactivating the platform a session
-/// is using makes `PlatformContext` fall back on that session's next request.
+/// is using makes that session fall back to the default on its next request.
 #[post("/platforms/<id>", data = "<form>")]
 pub async fn update(
     id: i64,
     user: &CurrentUser,
     layout: Layout,
     conn: Connection<'_>,
-    cipher: &State<TokenCipher>,
+    app: App<'_>,
     form: CsrfForm<PlatformForm>,
 ) -> Result<Reply> {
     let form = form.0;
+    let invalid = |errors| FormPage::new(Some(id), form.values(), errors).invalid(layout);
     let mut db = conn.get().await?;
-    Platform::find_for_user(&mut *db, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let (changes, token) = match validate(&mut db, user.id, &form, Some(id)).await? {
+    let (changes, token) = match form.validate(false) {
         Ok(valid) => valid,
-        Err(errors) => return Ok(invalid(layout, Some(id), &form, errors)),
+        Err(errors) => {
+            // A form for a platform that is not there is a 404, whatever its fields say.
+            Platform::find_for_user(&mut *db, user.id, id)
+                .await?
+                .ok_or(NOT_FOUND)?;
+            return Ok(invalid(errors));
+        }
     };
-    let encrypted = token.map(|t| cipher.encrypt(&t, user.id)).transpose()?;
-    let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    if !Platform::update(&mut tx, user.id, id, &changes, encrypted)
-        .await
-        .map_err(conflict)?
-    {
-        return Err(NOT_FOUND);
+    match service::update(&mut db, app.cipher, user, id, &changes, token.as_deref()).await? {
+        Ok(platform) => Ok(Reply::Flash(to_list(format!("Saved {}.", platform.name)))),
+        Err(errors) => Ok(invalid(errors)),
     }
-    Platform::repair_default(&mut tx, user.id).await?;
-    tx.commit().await?;
-    Ok(Reply::Flash(Flash::success(
-        Redirect::to("/platforms"),
-        format!("Saved {}.", changes.name),
-    )))
 }
 
 #[post("/platforms/<id>/default", data = "<_form>")]
@@ -252,23 +195,13 @@ pub async fn make_default(
     _form: CsrfForm<CsrfOnly>,
 ) -> Result<Flash<Redirect>> {
     let mut db = conn.get().await?;
-    let platform = Platform::find_for_user(&mut *db, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    if !platform.is_active {
-        return Ok(Flash::error(
-            Redirect::to("/platforms"),
-            format!("Activate {} before making it your default.", platform.name),
-        ));
-    }
-    let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    Platform::set_default(&mut tx, user.id, id).await?;
-    tx.commit().await?;
-    Ok(Flash::success(
-        Redirect::to("/platforms"),
-        format!("{} is now your default platform.", platform.name),
-    ))
+    Ok(match service::make_default(&mut db, user, id).await? {
+        DefaultOutcome::Done(p) => to_list(format!("{} is now your default platform.", p.name)),
+        DefaultOutcome::Inactive(p) => Flash::error(
+            Redirect::to(uri!(index)),
+            format!("Activate {} before making it your default.", p.name),
+        ),
+    })
 }
 
 #[post("/platforms/<id>/delete", data = "<_form>")]
@@ -279,33 +212,8 @@ pub async fn delete(
     _form: CsrfForm<CsrfOnly>,
 ) -> Result<Flash<Redirect>> {
     let mut db = conn.get().await?;
-    let platform = Platform::find_for_user(&mut *db, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    Platform::delete(&mut tx, user.id, id).await?;
-    Platform::repair_default(&mut tx, user.id).await?;
-    tx.commit().await?;
-    Ok(Flash::success(
-        Redirect::to("/platforms"),
-        format!("Removed {}.", platform.name),
-    ))
-}
-
-/// Makes `id` this session's active platform (not the default, not other sessions').
-pub async fn switch_active(db: &mut DbConn, user: &CurrentUser, id: i64) -> Result<Platform> {
-    let platform = Platform::find_for_user(db, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    if !platform.is_active {
-        return Err(Error::Unprocessable(format!(
-            "{} is deactivated. Activate it before switching to it.",
-            platform.name
-        )));
-    }
-    SessionRecord::set_active_platform(db, user.session_id, Some(platform.id)).await?;
-    Ok(platform)
+    let platform = service::delete(&mut db, user, id).await?;
+    Ok(to_list(format!("Removed {}.", platform.name)))
 }
 
 /// The switcher without JavaScript.
@@ -317,12 +225,12 @@ pub async fn switch(
     _form: CsrfForm<CsrfOnly>,
 ) -> Result<Flash<Redirect>> {
     let mut db = conn.get().await?;
-    match switch_active(&mut db, user, id).await {
+    match service::switch_active(&mut db, user, id).await {
         Ok(platform) => Ok(Flash::success(
-            Redirect::to("/dashboard"),
+            Redirect::to(uri!(dashboard::show)),
             format!("Now working with {}.", platform.name),
         )),
-        Err(Error::Unprocessable(message)) => Ok(Flash::error(Redirect::to("/platforms"), message)),
+        Err(Error::Unprocessable(message)) => Ok(Flash::error(Redirect::to(uri!(index)), message)),
         Err(e) => Err(e),
     }
 }
