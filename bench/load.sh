@@ -34,7 +34,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "machine: $(nproc) cores, $(uname -m); $(date -u +%Y-%m-%dT%H:%MZ); commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src Cargo.toml migrations templates || echo ' + uncommitted changes')"
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "$rev" != unknown ] && ! git diff --quiet HEAD -- src Cargo.toml migrations templates; then
+  rev="$rev + uncommitted changes in src/"
+fi
+echo "machine: $(nproc) cores, $(uname -m); $(date -u +%Y-%m-%dT%H:%MZ); commit $rev"
 echo "window ${TETHER_LOAD_SECONDS:-60} s, ${TETHER_LOAD_CONNECTIONS:-64} connections, pool $pool; output in $out"
 
 run_one() {
