@@ -63,6 +63,12 @@ pub async fn open(config: &rocket_db_pools::Config, wait: Duration) -> Result<Db
                 tokio::time::sleep(RETRY_EVERY).await;
             }
             Err(e) => {
+                let cause = match e {
+                    sqlx::Error::PoolTimedOut => DbPool::connect_error(config)
+                        .await
+                        .unwrap_or_else(|| e.to_string()),
+                    _ => e.to_string(),
+                };
                 let waited = if wait.is_zero() {
                     String::new()
                 } else {
@@ -71,7 +77,7 @@ pub async fn open(config: &rocket_db_pools::Config, wait: Duration) -> Result<Db
                 return Err(format!(
                     "cannot open database `tether` at {}: {}{waited}; check `databases.tether.url`",
                     pool::redact_url(&config.url),
-                    one_line(&e.to_string()),
+                    one_line(&cause),
                 ));
             }
         }

@@ -110,6 +110,30 @@ impl DbPool {
         }
     }
 
+    /// Why a single connection attempt fails, for the start-up message: the pool itself only
+    /// reports that it timed out, which hides "connection refused" or "password authentication
+    /// failed".
+    pub async fn connect_error(config: &rocket_db_pools::Config) -> Option<String> {
+        let attempt = async {
+            match Engine::from_url(&config.url) {
+                Some(Engine::Postgres) => {
+                    let options = PgConnectOptions::from_str(&config.url)?;
+                    sqlx::PgConnection::connect_with(&options).await.map(drop)
+                }
+                Some(Engine::Sqlite) => {
+                    let options = SqliteConnectOptions::from_str(&config.url)?;
+                    sqlx::SqliteConnection::connect_with(&options).await.map(drop)
+                }
+                None => Ok(()),
+            }
+        };
+        let limit = Duration::from_secs(config.connect_timeout.max(1));
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(Err(e)) => Some(e.to_string()),
+            _ => None,
+        }
+    }
+
     pub fn engine(&self) -> Engine {
         match self {
             DbPool::Sqlite(_) => Engine::Sqlite,
