@@ -1,16 +1,95 @@
-//! Security and caching headers for every response, decided in one place.
+//! Security and caching headers for every response, decided in one place. A response may carry
+//! its own Content-Security-Policy (see [`Csp`]); the fairing fills in only what a response did
+//! not set itself.
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
-use rocket::{Request, Response};
+use rocket::request::Request;
+use rocket::response::{self, Responder};
+use rocket::Response;
 
 use crate::config::Runtime;
 
-/// No inline script or style anywhere in tether, so the policy can forbid both.
-const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
-                   frame-ancestors 'none'; form-action 'self'";
+/// A Content-Security-Policy. The default forbids inline script and style (tether has none),
+/// plugins, framing and `<base>`, and lets forms post and images load only from tether itself.
+/// A page that needs more says so for itself: an OAuth connect form whose redirect goes to the
+/// instance (`form-action`, which browsers also apply to the redirect after a post), or avatars
+/// and thumbnails from an instance (`img-src`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Csp {
+    directives: Vec<(&'static str, Vec<String>)>,
+}
+
+impl Default for Csp {
+    fn default() -> Csp {
+        let own = || vec!["'self'".to_string()];
+        let none = || vec!["'none'".to_string()];
+        Csp {
+            directives: vec![
+                ("default-src", own()),
+                ("img-src", own()),
+                ("object-src", none()),
+                ("base-uri", none()),
+                ("frame-ancestors", none()),
+                ("form-action", own()),
+            ],
+        }
+    }
+}
+
+impl Csp {
+    /// Adds `source` (an origin such as `https://mastodon.social`) to `directive`.
+    pub fn allow(mut self, directive: &'static str, source: impl Into<String>) -> Csp {
+        let source = source.into();
+        match self.directives.iter_mut().find(|(d, _)| *d == directive) {
+            Some((_, sources)) => {
+                sources.retain(|s| s != "'none'");
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
+            }
+            None => self.directives.push((directive, vec![source])),
+        }
+        self
+    }
+
+    pub fn allow_form_action(self, origin: impl Into<String>) -> Csp {
+        self.allow("form-action", origin)
+    }
+
+    pub fn allow_images_from(self, origin: impl Into<String>) -> Csp {
+        self.allow("img-src", origin)
+    }
+
+    pub fn header_value(&self) -> String {
+        self.directives
+            .iter()
+            .map(|(directive, sources)| format!("{directive} {}", sources.join(" ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A response with its own policy: `WithCsp(page, Csp::default().allow_images_from(origin))`.
+pub struct WithCsp<R>(pub R, pub Csp);
+
+impl<'r, 'o: 'r, R: Responder<'r, 'o>> Responder<'r, 'o> for WithCsp<R> {
+    fn respond_to(self, req: &'r Request<'_>) -> response::Result<'o> {
+        let mut response = self.0.respond_to(req)?;
+        response.set_header(Header::new(CSP_HEADER, self.1.header_value()));
+        Ok(response)
+    }
+}
+
+const CSP_HEADER: &str = "Content-Security-Policy";
 
 pub struct SecurityHeaders;
+
+fn set_if_absent(res: &mut Response<'_>, name: &'static str, value: impl Into<String>) {
+    if !res.headers().contains(name) {
+        res.set_header(Header::new(name, value.into()));
+    }
+}
 
 #[rocket::async_trait]
 impl Fairing for SecurityHeaders {
@@ -22,24 +101,47 @@ impl Fairing for SecurityHeaders {
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        res.set_header(Header::new("Content-Security-Policy", CSP));
-        res.set_header(Header::new("X-Content-Type-Options", "nosniff"));
-        res.set_header(Header::new("Referrer-Policy", "same-origin"));
-        res.set_header(Header::new("X-Frame-Options", "DENY"));
-        res.set_header(Header::new("Cross-Origin-Opener-Policy", "same-origin"));
+        set_if_absent(res, CSP_HEADER, Csp::default().header_value());
+        set_if_absent(res, "X-Content-Type-Options", "nosniff");
+        set_if_absent(res, "Referrer-Policy", "same-origin");
+        set_if_absent(res, "X-Frame-Options", "DENY");
+        set_if_absent(res, "Cross-Origin-Opener-Policy", "same-origin");
         if req
             .rocket()
             .state::<Runtime>()
             .is_some_and(|r| r.secure_cookies)
         {
-            res.set_header(Header::new(
+            set_if_absent(
+                res,
                 "Strict-Transport-Security",
                 "max-age=63072000; includeSubDomains",
-            ));
+            );
         }
         // Pages carry account data and CSRF tokens: never store them. Assets set their own.
-        if !res.headers().contains("Cache-Control") {
-            res.set_header(Header::new("Cache-Control", "no-store"));
-        }
+        set_if_absent(res, "Cache-Control", "no-store");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Csp;
+
+    #[test]
+    fn default_policy_is_strict_and_additions_replace_none() {
+        let default = Csp::default().header_value();
+        assert_eq!(
+            default,
+            "default-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; \
+             frame-ancestors 'none'; form-action 'self'"
+        );
+        let connect = Csp::default()
+            .allow_form_action("https://mastodon.social")
+            .allow_images_from("https://files.mastodon.social")
+            .allow_images_from("https://files.mastodon.social")
+            .allow("frame-ancestors", "https://example.org")
+            .header_value();
+        assert!(connect.contains("form-action 'self' https://mastodon.social"));
+        assert!(connect.contains("img-src 'self' https://files.mastodon.social;"));
+        assert!(connect.contains("frame-ancestors https://example.org"));
     }
 }
