@@ -225,6 +225,20 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// For operators (the CLI, logs): the cause, where the user-facing message hides it.
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Database(e) => write!(f, "database error: {e}"),
+            Error::Crypto(e) => write!(f, "{e}"),
+            Error::Internal(e) => f.write_str(e),
+            other => f.write_str(&other.message()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
 impl From<crate::crypto::CryptoError> for Error {
     fn from(e: crate::crypto::CryptoError) -> Self {
         Error::Crypto(e)

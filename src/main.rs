@@ -6,9 +6,11 @@ use clap::{Parser, Subcommand};
 
 use tether::config;
 use tether::crypto::PasswordHasherPool;
+use tether::db::ScopedConnection;
 use tether::db::{self, DbPool};
 use tether::forms;
-use tether::models::{NewUser, Role, User};
+use tether::models::Role;
+use tether::services::accounts::{self, NewAccount};
 
 /// tether: a multi-account dashboard for Mastodon and Pixelfed.
 ///
@@ -150,36 +152,30 @@ async fn add_user(username: &str, email: &str, admin: bool) -> Result<(), String
     forms::check_password(password, username)?;
 
     let pool = migrate().await?;
-    let hash = PasswordHasherPool::new(1)
-        .hash(password)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
-    if User::username_taken(&mut conn, username)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Err(format!("the username `{username}` is taken"));
-    }
-    if User::email_taken(&mut conn, email, None)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        return Err(format!("an account with the email `{email}` exists"));
-    }
-    let user = User::create(
-        &mut conn,
-        NewUser {
-            username,
-            email,
-            password_hash: &hash,
-            role: Some(if admin { Role::Admin } else { Role::User }),
-        },
+    let scope = ScopedConnection::new(pool.clone());
+    let account = NewAccount {
+        username,
+        email,
+        password,
+        role: Some(if admin { Role::Admin } else { Role::User }),
+    };
+    let created = accounts::create(
+        &scope,
+        &PasswordHasherPool::new(1),
+        account,
+        Default::default(),
     )
     .await
-    .map_err(|e| e.to_string())?;
-    drop(conn);
+    .map_err(|e| e.to_string());
+    drop(scope);
     pool_close(&pool).await;
+    let user = match created? {
+        Ok(user) => user,
+        Err(errors) => {
+            let problems: Vec<String> = errors.into_values().collect();
+            return Err(problems.join(" "));
+        }
+    };
     println!("created {} `{}` (id {})", user.role, user.username, user.id);
     Ok(())
 }

@@ -140,7 +140,7 @@ pub async fn create_user(
         password: &form.password,
         role: Some(role),
     };
-    let user = match accounts::create(&conn, &app, account, form.validate()).await? {
+    let user = match accounts::create(&conn, app.hasher, account, form.validate()).await? {
         Ok(user) => user,
         Err(errors) => {
             let page = NewUserPage {

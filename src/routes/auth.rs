@@ -181,7 +181,7 @@ pub async fn register(
         password: &form.password,
         role: None,
     };
-    let user = match accounts::create(&conn, &app, account, form.validate()).await? {
+    let user = match accounts::create(&conn, app.hasher, account, form.validate()).await? {
         Ok(user) => user,
         Err(errors) => {
             let page = RegisterPage {

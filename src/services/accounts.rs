@@ -2,6 +2,7 @@
 //! Passwords are hashed with the connection back in the pool.
 
 use super::sessions::{self, SessionToken};
+use crate::crypto::PasswordHasherPool;
 use crate::db::ScopedConnection;
 use crate::error::{Error, OnUnique, Result};
 use crate::forms::{self, FieldErrors};
@@ -122,7 +123,7 @@ pub struct NewAccount<'a> {
 /// between the check and the insert is reported the same way.
 pub async fn create(
     conn: &ScopedConnection,
-    app: &App<'_>,
+    hasher: &PasswordHasherPool,
     account: NewAccount<'_>,
     mut errors: FieldErrors,
 ) -> Result<std::result::Result<User, FieldErrors>> {
@@ -141,7 +142,7 @@ pub async fn create(
     if !errors.is_empty() {
         return Ok(Err(errors));
     }
-    let password_hash = conn.released(app.hasher.hash(account.password)).await??;
+    let password_hash = conn.released(hasher.hash(account.password)).await??;
     let mut db = conn.get().await?;
     let new = NewUser {
         username: account.username,

@@ -3,7 +3,7 @@
 //! answered by the same transaction that writes.
 
 use crate::crypto::TokenCipher;
-use crate::db::{DbConn, Exec};
+use crate::db::{DbConn, Exec, Tx};
 use crate::error::{Error, OnUnique, Result};
 use crate::forms::FieldErrors;
 use crate::guards::CurrentUser;
@@ -15,6 +15,15 @@ fn raced() -> Error {
     Error::Unprocessable(
         "A platform with this name or account was just added. Please check your platforms.".into(),
     )
+}
+
+/// Takes the user's lock, then loads the platform: what this transaction sees cannot change
+/// under it until it commits.
+async fn locked(tx: &mut Tx<'_>, user: &CurrentUser, id: i64) -> Result<Platform> {
+    User::lock(tx, user.id).await?;
+    Platform::find_for_user(tx, user.id, id)
+        .await?
+        .ok_or(NOT_FOUND)
 }
 
 /// The two per-user uniqueness rules, each reported next to its field.
@@ -84,10 +93,7 @@ pub async fn update(
 ) -> Result<std::result::Result<Platform, FieldErrors>> {
     let encrypted = token.map(|t| cipher.encrypt(t, user.id)).transpose()?;
     let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    Platform::find_for_user(&mut tx, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
+    locked(&mut tx, user, id).await?;
     let errors = taken(&mut tx, user.id, changes, Some(id)).await?;
     if !errors.is_empty() {
         return Ok(Err(errors));
@@ -114,10 +120,7 @@ pub enum DefaultOutcome {
 
 pub async fn make_default(db: &mut DbConn, user: &CurrentUser, id: i64) -> Result<DefaultOutcome> {
     let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    let platform = Platform::find_for_user(&mut tx, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
+    let platform = locked(&mut tx, user, id).await?;
     if !platform.is_active {
         return Ok(DefaultOutcome::Inactive(platform));
     }
@@ -130,10 +133,7 @@ pub async fn make_default(db: &mut DbConn, user: &CurrentUser, id: i64) -> Resul
 /// default moves to the oldest active platform if it was this one.
 pub async fn delete(db: &mut DbConn, user: &CurrentUser, id: i64) -> Result<Platform> {
     let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    let platform = Platform::find_for_user(&mut tx, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
+    let platform = locked(&mut tx, user, id).await?;
     Platform::delete(&mut tx, user.id, id).await?;
     Platform::repair_default(&mut tx, user.id).await?;
     tx.commit().await?;
@@ -145,10 +145,7 @@ pub async fn delete(db: &mut DbConn, user: &CurrentUser, id: i64) -> Result<Plat
 /// (404) or waits until the switch is done.
 pub async fn switch_active(db: &mut DbConn, user: &CurrentUser, id: i64) -> Result<Platform> {
     let mut tx = db.begin().await?;
-    User::lock(&mut tx, user.id).await?;
-    let platform = Platform::find_for_user(&mut tx, user.id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
+    let platform = locked(&mut tx, user, id).await?;
     if !platform.is_active {
         return Err(Error::Unprocessable(format!(
             "{} is deactivated. Activate it before switching to it.",
