@@ -1,0 +1,1473 @@
+//! The stub fediverse instance (tests/common/stub_instance.rs) behaves as the Mastodon 4.3 and
+//! Pixelfed servers it stands in for, and serves each fault on demand. Talked to with a tiny
+//! HTTP/1.1 client over tokio's TcpStream, so nothing here depends on tether's own HTTP client.
+
+#[path = "common/stub_instance.rs"]
+mod stub_instance;
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use stub_instance::{Fault, Flavour, Pkce, StubInstance};
+
+const CALLBACK: &str = "http://127.0.0.1:8000/accounts/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const USER_AGENT: &str = "tether-test/0.1";
+
+// ---------------------------------------------------------------------------------------------
+// A tiny HTTP/1.1 client
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+struct Req<'a> {
+    method: &'a str,
+    target: String,
+    headers: Vec<(&'a str, String)>,
+    body: Option<(&'a str, Vec<u8>)>,
+}
+
+impl<'a> Req<'a> {
+    fn get(target: &str) -> Req<'a> {
+        Req {
+            method: "GET",
+            target: target.to_owned(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    fn post_form(target: &str, fields: &[(&str, &str)]) -> Req<'a> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        Req {
+            method: "POST",
+            target: target.to_owned(),
+            headers: Vec::new(),
+            body: Some(("application/x-www-form-urlencoded", body.into_bytes())),
+        }
+    }
+
+    fn post_json(target: &str, value: &Value) -> Req<'a> {
+        Req {
+            method: "POST",
+            target: target.to_owned(),
+            headers: Vec::new(),
+            body: Some(("application/json", value.to_string().into_bytes())),
+        }
+    }
+
+    fn header(mut self, name: &'a str, value: &str) -> Req<'a> {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    fn bearer(self, token: &str) -> Req<'a> {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    fn encode(&self, host: &str, close: bool) -> Vec<u8> {
+        let mut head = format!(
+            "{} {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {USER_AGENT}\r\n",
+            self.method, self.target
+        );
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if let Some((content_type, body)) = &self.body {
+            head.push_str(&format!(
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        if close {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        if let Some((_, body)) = &self.body {
+            bytes.extend_from_slice(body);
+        }
+        bytes
+    }
+
+    async fn send(self, stub: &StubInstance) -> Reply {
+        let host = stub.host_port();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            let mut stream = TcpStream::connect(&host)
+                .await
+                .expect("connect to the stub");
+            stream
+                .write_all(&self.encode(&host, true))
+                .await
+                .expect("send");
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).await.expect("read");
+            parse_reply(&raw).0
+        })
+        .await
+        .expect("the stub answers within 30 s")
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Parses one response from the start of `raw`; returns it and how many bytes it took.
+fn parse_reply(raw: &[u8]) -> (Reply, usize) {
+    let head_end = find(raw, b"\r\n\r\n").expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut at = head_end + 4;
+    let body = if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let line_end = at + find(&raw[at..], b"\r\n").expect("chunk size line");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&raw[at..line_end]).unwrap().trim(), 16)
+                    .unwrap();
+            at = line_end + 2;
+            if size == 0 {
+                at += 2;
+                break body;
+            }
+            body.extend_from_slice(&raw[at..at + size]);
+            at += size + 2;
+        }
+    } else {
+        let length: usize = header("content-length")
+            .map(|l| l.parse().unwrap())
+            .unwrap_or(raw.len() - at);
+        let body = raw[at..at + length].to_vec();
+        at += length;
+        body
+    };
+    (
+        Reply {
+            status,
+            headers,
+            body,
+        },
+        at,
+    )
+}
+
+fn challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+fn query_of(url: &str) -> Vec<(String, String)> {
+    url::Url::parse(url)
+        .expect("a URL")
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+fn query_value(url: &str, name: &str) -> Option<String> {
+    query_of(url)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flow helpers
+// ---------------------------------------------------------------------------------------------
+
+struct App {
+    client_id: String,
+    client_secret: String,
+}
+
+async fn register_mastodon_app(stub: &StubInstance, scopes: &str) -> App {
+    let reply = Req::post_form(
+        "/api/v1/apps",
+        &[
+            ("client_name", "tether"),
+            ("redirect_uris", CALLBACK),
+            ("scopes", scopes),
+            ("website", "https://tether.example"),
+        ],
+    )
+    .send(stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let app = reply.json();
+    App {
+        client_id: app["client_id"].as_str().unwrap().to_owned(),
+        client_secret: app["client_secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn register_pixelfed_app(stub: &StubInstance) -> App {
+    let reply = Req::post_form(
+        "/api/v1/apps",
+        &[("client_name", "tether"), ("redirect_uris", CALLBACK)],
+    )
+    .send(stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let app = reply.json();
+    App {
+        client_id: app["client_id"]
+            .as_u64()
+            .expect("a numeric client_id")
+            .to_string(),
+        client_secret: app["client_secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn authorize_url(stub: &StubInstance, app: &App, scope: &str, state: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &app.client_id)
+        .append_pair("redirect_uri", CALLBACK)
+        .append_pair("scope", scope)
+        .append_pair("state", state)
+        .append_pair("code_challenge", &challenge(VERIFIER))
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    stub.url(&format!("/oauth/authorize?{query}"))
+}
+
+/// Authorizes (as the browser would) and returns the code from the callback.
+fn authorize_code(stub: &StubInstance, app: &App, scope: &str) -> String {
+    let callback = stub.authorize_redirect(&authorize_url(stub, app, scope, "st4te"));
+    assert!(callback.starts_with(CALLBACK), "{callback}");
+    assert_eq!(query_value(&callback, "state").as_deref(), Some("st4te"));
+    query_value(&callback, "code").expect("a code in the callback")
+}
+
+async fn exchange(stub: &StubInstance, app: &App, code: &str, verifier: Option<&str>) -> Reply {
+    let mut fields = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("client_id", app.client_id.as_str()),
+        ("client_secret", app.client_secret.as_str()),
+        ("redirect_uri", CALLBACK),
+    ];
+    if let Some(verifier) = verifier {
+        fields.push(("code_verifier", verifier));
+    }
+    Req::post_form("/oauth/token", &fields).send(stub).await
+}
+
+async fn mastodon_token(stub: &StubInstance, app: &App) -> String {
+    let code = authorize_code(stub, app, "read write");
+    let reply = exchange(stub, app, &code, Some(VERIFIER)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn verify(stub: &StubInstance, token: &str) -> Reply {
+    Req::get("/api/v1/accounts/verify_credentials")
+        .bearer(token)
+        .send(stub)
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mastodon 4.3
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn mastodon_describes_itself_as_4_3_with_oauth_metadata() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    assert_eq!(stub.origin(), format!("http://{}", stub.host_port()));
+
+    let v2 = Req::get("/api/v2/instance").send(&stub).await;
+    assert_eq!(v2.status, 200);
+    assert!(v2
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let v2 = v2.json();
+    assert_eq!(v2["domain"], stub.host_port());
+    assert_eq!(v2["version"], "4.3.0");
+    assert_eq!(v2["title"], "Stub Mastodon");
+    assert_eq!(
+        v2["configuration"]["media_attachments"]["description_limit"],
+        1500
+    );
+
+    let v1 = Req::get("/api/v1/instance").send(&stub).await.json();
+    assert_eq!(v1["uri"], stub.host_port());
+    assert_eq!(v1["version"], "4.3.0");
+
+    let meta = Req::get("/.well-known/oauth-authorization-server")
+        .send(&stub)
+        .await
+        .json();
+    assert_eq!(meta["issuer"], format!("{}/", stub.origin()));
+    assert_eq!(meta["authorization_endpoint"], stub.url("/oauth/authorize"));
+    assert_eq!(meta["token_endpoint"], stub.url("/oauth/token"));
+    assert_eq!(meta["revocation_endpoint"], stub.url("/oauth/revoke"));
+    assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
+    let scopes = meta["scopes_supported"].as_array().unwrap();
+    for scope in ["read", "write", "profile", "read:accounts"] {
+        assert!(scopes.contains(&json!(scope)), "{scope}");
+    }
+
+    let unknown = Req::get("/api/v1/nope").send(&stub).await;
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (404, json!({ "error": "Record not found" }))
+    );
+}
+
+#[tokio::test]
+async fn builder_sets_the_account_title_and_version() {
+    let stub = StubInstance::builder(Flavour::Mastodon43)
+        .with_account("bob", "Bob B.")
+        .with_account_id("42")
+        .with_counts(1, 2, 3)
+        .with_avatar("https://cdn.example/bob.png")
+        .with_title("Bob's place")
+        .with_version("4.2.10")
+        .start()
+        .await;
+    let v2 = Req::get("/api/v2/instance").send(&stub).await.json();
+    assert_eq!(
+        (v2["title"].as_str(), v2["version"].as_str()),
+        (Some("Bob's place"), Some("4.2.10"))
+    );
+    let app = register_mastodon_app(&stub, "read").await;
+    let code = authorize_code(&stub, &app, "read");
+    let token = exchange(&stub, &app, &code, Some(VERIFIER)).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = verify(&stub, &token).await.json();
+    assert_eq!(me["id"], "42");
+    assert_eq!(me["username"], "bob");
+    assert_eq!(me["acct"], "bob");
+    assert_eq!(me["display_name"], "Bob B.");
+    assert_eq!(me["avatar"], "https://cdn.example/bob.png");
+    assert_eq!(me["url"], stub.url("/@bob"));
+    assert_eq!(
+        (
+            me["followers_count"].as_u64(),
+            me["following_count"].as_u64(),
+            me["statuses_count"].as_u64()
+        ),
+        (Some(1), Some(2), Some(3))
+    );
+}
+
+#[tokio::test]
+async fn mastodon_code_flow_with_pkce_yields_a_token_that_verifies_credentials() {
+    let stub = StubInstance::builder(Flavour::Mastodon43)
+        .with_account("alice", "Alice A.")
+        .start()
+        .await;
+
+    let reply = Req::post_form(
+        "/api/v1/apps",
+        &[
+            ("client_name", "tether"),
+            ("redirect_uris", CALLBACK),
+            ("scopes", "read write"),
+            ("website", "https://tether.example"),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200);
+    let registered = reply.json();
+    assert!(registered["id"].is_string());
+    assert_eq!(registered["name"], "tether");
+    assert_eq!(registered["redirect_uri"], CALLBACK);
+    assert_eq!(registered["scopes"], json!(["read", "write"]));
+    let app = App {
+        client_id: registered["client_id"].as_str().unwrap().to_owned(),
+        client_secret: registered["client_secret"].as_str().unwrap().to_owned(),
+    };
+    assert_eq!(app.client_id.len(), 43);
+
+    let callback = stub.authorize_redirect(&authorize_url(&stub, &app, "read write", "xyz 1/2"));
+    assert!(callback.starts_with(&format!("{CALLBACK}?")), "{callback}");
+    assert_eq!(query_value(&callback, "state").as_deref(), Some("xyz 1/2"));
+    let code = query_value(&callback, "code").unwrap();
+
+    let authorize = stub.last_request("/oauth/authorize").unwrap();
+    assert_eq!(
+        authorize.query_param("code_challenge"),
+        Some(challenge(VERIFIER).as_str())
+    );
+    assert_eq!(authorize.query_param("code_challenge_method"), Some("S256"));
+
+    let reply = exchange(&stub, &app, &code, Some(VERIFIER)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let token = reply.json();
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["scope"], "read write");
+    assert!(token["created_at"].as_u64().unwrap() > 1_700_000_000);
+    assert!(token.get("refresh_token").is_none() && token.get("expires_in").is_none());
+    let access = token["access_token"].as_str().unwrap();
+
+    let sent = stub.last_request("/oauth/token").unwrap();
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.form_field("code_verifier"), Some(VERIFIER));
+    assert_eq!(sent.form_field("grant_type"), Some("authorization_code"));
+
+    let me = verify(&stub, access).await;
+    assert_eq!(me.status, 200);
+    let me = me.json();
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["display_name"], "Alice A.");
+    assert_eq!(
+        (
+            me["followers_count"].as_u64(),
+            me["following_count"].as_u64(),
+            me["statuses_count"].as_u64()
+        ),
+        (Some(12), Some(34), Some(56))
+    );
+    for field in ["id", "acct", "avatar", "url"] {
+        assert!(me[field].is_string(), "{field}");
+    }
+    let seen = stub
+        .last_request("/api/v1/accounts/verify_credentials")
+        .unwrap();
+    assert_eq!(
+        seen.header("Authorization"),
+        Some(format!("Bearer {access}").as_str())
+    );
+    assert_eq!(seen.header("user-agent"), Some(USER_AGENT));
+
+    let issued = stub.issued_tokens();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(issued[0].access_token, access);
+    assert_eq!(issued[0].client_id, app.client_id);
+    assert_eq!(
+        stub.apps()[0].website.as_deref(),
+        Some("https://tether.example")
+    );
+}
+
+#[tokio::test]
+async fn mastodon_app_registration_accepts_json_and_validates() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let reply = Req::post_json(
+        "/api/v1/apps",
+        &json!({ "client_name": "tether", "redirect_uris": [CALLBACK, "http://127.0.0.1:9/other"], "scopes": "read" }),
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200);
+    let app = reply.json();
+    assert_eq!(
+        app["redirect_uris"],
+        json!([CALLBACK, "http://127.0.0.1:9/other"])
+    );
+    assert_eq!(
+        app["redirect_uri"],
+        format!("{CALLBACK}\nhttp://127.0.0.1:9/other")
+    );
+
+    let no_name = Req::post_form("/api/v1/apps", &[("redirect_uris", CALLBACK)])
+        .send(&stub)
+        .await;
+    assert_eq!(no_name.status, 422);
+    assert!(no_name.json()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Validation failed"));
+    let bad_scope = Req::post_form(
+        "/api/v1/apps",
+        &[
+            ("client_name", "t"),
+            ("redirect_uris", CALLBACK),
+            ("scopes", "read everything"),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(bad_scope.status, 422);
+    assert_eq!(stub.apps().len(), 1);
+}
+
+#[tokio::test]
+async fn mastodon_refuses_a_wrong_or_missing_pkce_verifier() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+    let code = authorize_code(&stub, &app, "read");
+
+    let wrong = exchange(
+        &stub,
+        &app,
+        &code,
+        Some("not-the-verifier-not-the-verifier-not-the-ver"),
+    )
+    .await;
+    assert_eq!(wrong.status, 400);
+    assert_eq!(wrong.json()["error"], "invalid_grant");
+    assert!(wrong.json()["error_description"].is_string());
+
+    let missing = exchange(&stub, &app, &code, None).await;
+    assert_eq!(
+        (missing.status, missing.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    // Failed attempts do not consume the code (Doorkeeper revokes it only on success).
+    let right = exchange(&stub, &app, &code, Some(VERIFIER)).await;
+    assert_eq!(right.status, 200, "{}", right.text());
+    assert_eq!(stub.issued_tokens().len(), 1);
+}
+
+#[tokio::test]
+async fn mastodon_codes_are_single_use() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+    let code = authorize_code(&stub, &app, "read");
+    assert_eq!(
+        exchange(&stub, &app, &code, Some(VERIFIER)).await.status,
+        200
+    );
+    let again = exchange(&stub, &app, &code, Some(VERIFIER)).await;
+    assert_eq!(
+        (again.status, again.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let invented = exchange(&stub, &app, "no-such-code", Some(VERIFIER)).await;
+    assert_eq!(invented.status, 400);
+    assert_eq!(stub.issued_tokens().len(), 1);
+    assert_eq!(stub.count("/oauth/token"), 3);
+}
+
+#[tokio::test]
+async fn mastodon_token_endpoint_authenticates_the_client() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+    let code = authorize_code(&stub, &app, "read");
+
+    let unknown = App {
+        client_id: "nobody".into(),
+        client_secret: app.client_secret.clone(),
+    };
+    let reply = exchange(&stub, &unknown, &code, Some(VERIFIER)).await;
+    assert_eq!(
+        (reply.status, reply.json()["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    let wrong_secret = App {
+        client_id: app.client_id.clone(),
+        client_secret: "wrong".into(),
+    };
+    assert_eq!(
+        exchange(&stub, &wrong_secret, &code, Some(VERIFIER))
+            .await
+            .status,
+        401
+    );
+
+    // A redirect_uri other than the authorized one is refused.
+    let other_redirect = Req::post_form(
+        "/oauth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+            ("redirect_uri", "http://127.0.0.1:1/x"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(
+        (
+            other_redirect.status,
+            other_redirect.json()["error"].as_str()
+        ),
+        (400, Some("invalid_grant"))
+    );
+
+    // client_secret_basic works as well as client_secret_post.
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", app.client_id, app.client_secret));
+    let reply = Req::post_form(
+        "/oauth/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .header("Authorization", &format!("Basic {basic}"))
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn mastodon_issues_no_refresh_tokens() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+    let reply = Req::post_form(
+        "/oauth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "x"),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(
+        (reply.status, reply.json()["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+}
+
+#[tokio::test]
+async fn authorize_rejects_unknown_clients_and_unregistered_redirect_uris() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+    let good = authorize_url(&stub, &app, "read", "s");
+
+    let unknown_client = good.replace(&app.client_id, "nobody");
+    let reply = Req::get(&unknown_client[stub.origin().len()..])
+        .send(&stub)
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.header("location").is_none());
+
+    let other_redirect = good.replace("accounts%2Fcallback", "evil");
+    let reply = Req::get(&other_redirect[stub.origin().len()..])
+        .send(&stub)
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(reply.header("location").is_none());
+    assert!(stub.issued_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn authorize_redirects_with_an_error_for_bad_scope_or_pkce_parameters() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+
+    // `write` was not registered by the app; Doorkeeper compares scope strings exactly.
+    let callback = stub.authorize_redirect(&authorize_url(&stub, &app, "read write", "s1"));
+    assert_eq!(
+        query_value(&callback, "error").as_deref(),
+        Some("invalid_scope")
+    );
+    assert_eq!(query_value(&callback, "state").as_deref(), Some("s1"));
+    assert!(query_value(&callback, "code").is_none());
+
+    let no_pkce = authorize_url(&stub, &app, "read", "s2")
+        .replace(&format!("&code_challenge={}", challenge(VERIFIER)), "");
+    let callback = stub.authorize_redirect(&no_pkce);
+    assert_eq!(
+        query_value(&callback, "error").as_deref(),
+        Some("invalid_request")
+    );
+
+    let plain = authorize_url(&stub, &app, "read", "s3")
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    assert_eq!(
+        query_value(&stub.authorize_redirect(&plain), "error").as_deref(),
+        Some("invalid_request")
+    );
+
+    let token_response = authorize_url(&stub, &app, "read", "s4")
+        .replace("response_type=code", "response_type=token");
+    assert_eq!(
+        query_value(&stub.authorize_redirect(&token_response), "error").as_deref(),
+        Some("unsupported_response_type")
+    );
+}
+
+#[tokio::test]
+async fn pkce_if_present_allows_a_flow_without_challenge() {
+    let stub = StubInstance::builder(Flavour::Mastodon43)
+        .with_pkce(Pkce::IfPresent)
+        .start()
+        .await;
+    let app = register_mastodon_app(&stub, "read").await;
+    let no_pkce = authorize_url(&stub, &app, "read", "s")
+        .replace(&format!("&code_challenge={}", challenge(VERIFIER)), "");
+    let code = query_value(&stub.authorize_redirect(&no_pkce), "code").expect("a code");
+    assert_eq!(exchange(&stub, &app, &code, None).await.status, 200);
+}
+
+#[tokio::test]
+async fn authorize_can_be_denied() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+    stub.deny_authorization(true);
+    let callback = stub.authorize_redirect(&authorize_url(&stub, &app, "read", "st"));
+    assert!(callback.starts_with(CALLBACK));
+    assert_eq!(
+        query_value(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert_eq!(query_value(&callback, "state").as_deref(), Some("st"));
+    assert!(query_value(&callback, "code").is_none());
+    stub.deny_authorization(false);
+    assert!(query_value(
+        &stub.authorize_redirect(&authorize_url(&stub, &app, "read", "st")),
+        "code"
+    )
+    .is_some());
+}
+
+#[tokio::test]
+async fn mastodon_revoked_token_is_rejected() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read write").await;
+    let token = mastodon_token(&stub, &app).await;
+    assert_eq!(verify(&stub, &token).await.status, 200);
+
+    let wrong_secret = Req::post_form(
+        "/oauth/revoke",
+        &[
+            ("client_id", &app.client_id),
+            ("client_secret", "nope"),
+            ("token", &token),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(
+        (wrong_secret.status, wrong_secret.json()["error"].as_str()),
+        (403, Some("unauthorized_client"))
+    );
+    assert_eq!(verify(&stub, &token).await.status, 200);
+
+    let reply = Req::post_form(
+        "/oauth/revoke",
+        &[
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+            ("token", &token),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!((reply.status, reply.json()), (200, json!({})));
+    assert_eq!(stub.revoked_tokens(), vec![token.clone()]);
+    assert!(stub.issued_tokens()[0].revoked);
+
+    let after = verify(&stub, &token).await;
+    assert_eq!(
+        (after.status, after.json()),
+        (401, json!({ "error": "The access token is invalid" }))
+    );
+    // Revoking an unknown token is still 200 (RFC 7009).
+    let unknown = Req::post_form(
+        "/oauth/revoke",
+        &[
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+            ("token", "whatever"),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(unknown.status, 200);
+}
+
+#[tokio::test]
+async fn server_side_revocation_invalidates_a_token() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read").await;
+    let code = authorize_code(&stub, &app, "read");
+    let token = exchange(&stub, &app, &code, Some(VERIFIER)).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stub.revoke_token(&token);
+    assert_eq!(verify(&stub, &token).await.status, 401);
+    assert_eq!(stub.revoked_tokens(), vec![token]);
+}
+
+#[tokio::test]
+async fn verify_credentials_rejects_missing_malformed_and_unknown_tokens() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let missing = Req::get("/api/v1/accounts/verify_credentials")
+        .send(&stub)
+        .await;
+    assert_eq!(
+        (missing.status, missing.json()),
+        (401, json!({ "error": "The access token is invalid" }))
+    );
+    assert_eq!(verify(&stub, "made-up").await.status, 401);
+    let basic = Req::get("/api/v1/accounts/verify_credentials")
+        .header("Authorization", "Basic Zm9vOmJhcg==")
+        .send(&stub)
+        .await;
+    assert_eq!(basic.status, 401);
+}
+
+#[tokio::test]
+async fn verify_credentials_needs_a_read_or_profile_scope() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "write profile").await;
+    let code = authorize_code(&stub, &app, "write");
+    let write_only = exchange(&stub, &app, &code, Some(VERIFIER)).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(verify(&stub, &write_only).await.status, 403);
+    let code = authorize_code(&stub, &app, "profile");
+    let profile = exchange(&stub, &app, &code, Some(VERIFIER)).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(verify(&stub, &profile).await.status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pixelfed
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pixelfed_reports_a_compatible_version_and_has_no_oauth_metadata() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    let v1 = Req::get("/api/v1/instance").send(&stub).await;
+    assert_eq!(v1.status, 200);
+    let v1 = v1.json();
+    assert_eq!(v1["version"], "3.5.3 (compatible; Pixelfed 0.12.4)");
+    assert_eq!(v1["uri"], stub.host_port());
+    assert_eq!(
+        v1["configuration"]["media_attachments"]["description_limit"],
+        1000
+    );
+    assert_eq!(
+        Req::get("/.well-known/oauth-authorization-server")
+            .send(&stub)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(Req::get("/api/v2/instance").send(&stub).await.status, 404);
+}
+
+#[tokio::test]
+async fn pixelfed_app_registration_returns_a_numeric_client_id() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    let reply = Req::post_form(
+        "/api/v1/apps",
+        &[
+            ("client_name", "tether"),
+            ("redirect_uris", CALLBACK),
+            ("scopes", "read write"),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200);
+    let app = reply.json();
+    assert_eq!(app["client_id"], json!(7));
+    assert!(app["client_secret"].as_str().unwrap().len() >= 40);
+    assert_eq!(app["redirect_uri"], CALLBACK);
+    let second = Req::post_form(
+        "/api/v1/apps",
+        &[("client_name", "tether"), ("redirect_uris", CALLBACK)],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(second.json()["client_id"], json!(8));
+
+    let array = Req::post_json(
+        "/api/v1/apps",
+        &json!({ "client_name": "t", "redirect_uris": [CALLBACK] }),
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(array.status, 422);
+    let no_name = Req::post_form("/api/v1/apps", &[("redirect_uris", CALLBACK)])
+        .send(&stub)
+        .await;
+    assert_eq!(no_name.status, 422);
+    assert!(no_name.json()["errors"]["client_name"].is_array());
+}
+
+#[tokio::test]
+async fn pixelfed_code_flow_issues_an_expiring_token_with_a_refresh_token() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    let app = register_pixelfed_app(&stub).await;
+    let code = authorize_code(&stub, &app, "read write follow push");
+    // PKCE is accepted but not checked: a wrong verifier still gets a token.
+    let reply = exchange(&stub, &app, &code, Some("wrong-verifier")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let token = reply.json();
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["expires_in"], 31_536_000);
+    let access = token["access_token"].as_str().unwrap();
+    assert!(
+        access.len() > 900 && access.split('.').count() == 3,
+        "a JWT-sized token"
+    );
+    assert!(token["refresh_token"].as_str().unwrap().len() > 500);
+
+    let me = verify(&stub, access).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["url"], stub.url("/alice"));
+    assert_eq!(
+        exchange(&stub, &app, &code, Some(VERIFIER)).await.status,
+        400,
+        "codes are single-use"
+    );
+}
+
+#[tokio::test]
+async fn pixelfed_refresh_rotates_both_tokens() {
+    let stub = StubInstance::builder(Flavour::Pixelfed)
+        .with_token_lifetime(Duration::from_secs(60))
+        .start()
+        .await;
+    let app = register_pixelfed_app(&stub).await;
+    let code = authorize_code(&stub, &app, "read");
+    let first = exchange(&stub, &app, &code, Some(VERIFIER)).await.json();
+    assert_eq!(first["expires_in"], 60);
+    let refresh = |token: String| {
+        let fields = [
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", token),
+            ("client_id", app.client_id.clone()),
+            ("client_secret", app.client_secret.clone()),
+            ("scope", "read".to_owned()),
+        ];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        Req::post_form("/oauth/token", &fields).send(&stub)
+    };
+
+    let second = refresh(first["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    let second = second.json();
+    assert_ne!(second["access_token"], first["access_token"]);
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    assert_eq!(second["expires_in"], 60);
+
+    let reused = refresh(first["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(
+        (reused.status, reused.json()["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let old = verify(&stub, first["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (old.status, old.json()),
+        (401, json!({ "message": "Unauthenticated." }))
+    );
+    assert_eq!(
+        verify(&stub, second["access_token"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        stub.revoked_tokens(),
+        vec![first["access_token"].as_str().unwrap().to_owned()]
+    );
+    assert_eq!(stub.issued_tokens().len(), 2);
+}
+
+#[tokio::test]
+async fn pixelfed_tokens_expire_after_their_lifetime() {
+    let stub = StubInstance::builder(Flavour::Pixelfed)
+        .with_token_lifetime(Duration::from_secs(1))
+        .start()
+        .await;
+    let app = register_pixelfed_app(&stub).await;
+    let code = authorize_code(&stub, &app, "read");
+    let token = exchange(&stub, &app, &code, None).await.json();
+    assert_eq!(token["expires_in"], 1);
+    let access = token["access_token"].as_str().unwrap();
+    assert_eq!(verify(&stub, access).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(verify(&stub, access).await.status, 401);
+
+    // expire_tokens() does the same without waiting; the refresh token still works.
+    let fresh = Req::post_form(
+        "/oauth/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token["refresh_token"].as_str().unwrap()),
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+        ],
+    )
+    .send(&stub)
+    .await
+    .json();
+    let fresh = fresh["access_token"].as_str().unwrap();
+    assert_eq!(verify(&stub, fresh).await.status, 200);
+    stub.expire_tokens();
+    assert_eq!(verify(&stub, fresh).await.status, 401);
+}
+
+#[tokio::test]
+async fn pixelfed_has_no_revocation_endpoint() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    let app = register_pixelfed_app(&stub).await;
+    let code = authorize_code(&stub, &app, "read");
+    let access = exchange(&stub, &app, &code, None).await.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = Req::post_form(
+        "/oauth/revoke",
+        &[
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+            ("token", &access),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(verify(&stub, &access).await.status, 200);
+    assert!(stub.revoked_tokens().is_empty());
+}
+
+#[tokio::test]
+async fn pixelfed_token_endpoint_rejects_an_unknown_client() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    let app = register_pixelfed_app(&stub).await;
+    let code = authorize_code(&stub, &app, "read");
+    let wrong = App {
+        client_id: "99".into(),
+        client_secret: app.client_secret.clone(),
+    };
+    let reply = exchange(&stub, &wrong, &code, None).await;
+    assert_eq!(
+        (reply.status, reply.json()["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    // A JSON body with the numeric client_id is understood.
+    let reply = Req::post_json(
+        "/oauth/token",
+        &json!({ "grant_type": "authorization_code", "code": code, "client_id": 7, "client_secret": app.client_secret, "redirect_uri": CALLBACK }),
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn fail_next_serves_a_status_once_then_the_normal_answer() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.fail_next("/api/v2/instance", Fault::Status(500));
+    stub.fail_next("/api/v2/instance", Fault::Status(401));
+    let first = Req::get("/api/v2/instance").send(&stub).await;
+    assert_eq!(
+        (first.status, first.json()),
+        (500, json!({ "error": "Internal Server Error" }))
+    );
+    let second = Req::get("/api/v2/instance").send(&stub).await;
+    assert_eq!(
+        (second.status, second.json()),
+        (401, json!({ "error": "The access token is invalid" }))
+    );
+    assert_eq!(Req::get("/api/v2/instance").send(&stub).await.status, 200);
+    // Other paths are unaffected, and the log says which requests were faulted.
+    let log = stub.requests_to("/api/v2/instance");
+    assert_eq!(
+        log.iter().map(|r| r.fault.clone()).collect::<Vec<_>>(),
+        vec![Some(Fault::Status(500)), Some(Fault::Status(401)), None]
+    );
+}
+
+#[tokio::test]
+async fn set_fault_applies_to_a_prefix_until_cleared() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.set_fault("/api/", Fault::Status(503));
+    stub.set_fault("/api/v1/instance", Fault::Status(502));
+    assert_eq!(Req::get("/api/v2/instance").send(&stub).await.status, 503);
+    assert_eq!(
+        Req::get("/api/v1/instance").send(&stub).await.status,
+        502,
+        "the longest prefix wins"
+    );
+    assert_eq!(
+        Req::get("/.well-known/oauth-authorization-server")
+            .send(&stub)
+            .await
+            .status,
+        200
+    );
+    stub.fail_next("/api/v2/instance", Fault::Status(500));
+    assert_eq!(
+        Req::get("/api/v2/instance").send(&stub).await.status,
+        500,
+        "one-shot faults come first"
+    );
+    stub.clear_fault("/api/v1/instance");
+    assert_eq!(Req::get("/api/v1/instance").send(&stub).await.status, 503);
+    stub.clear_faults();
+    assert_eq!(Req::get("/api/v1/instance").send(&stub).await.status, 200);
+}
+
+/// Parses `2024-05-01T12:34:56.123456Z` without the `time` crate's parser.
+fn parse_iso8601(s: &str) -> time::OffsetDateTime {
+    assert_eq!(s.len(), 27, "{s}");
+    assert!(
+        s.ends_with('Z') && &s[10..11] == "T" && &s[19..20] == ".",
+        "{s}"
+    );
+    let n = |range: std::ops::Range<usize>| s[range].parse::<u32>().unwrap();
+    let date = time::Date::from_calendar_date(
+        n(0..4) as i32,
+        time::Month::try_from(n(5..7) as u8).unwrap(),
+        n(8..10) as u8,
+    )
+    .unwrap();
+    let time =
+        time::Time::from_hms_micro(n(11..13) as u8, n(14..16) as u8, n(17..19) as u8, n(20..26))
+            .unwrap();
+    time::PrimitiveDateTime::new(date, time).assume_utc()
+}
+
+#[tokio::test]
+async fn rate_limited_sends_mastodons_headers_with_an_iso_8601_reset() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.fail_next(
+        "/api/v1/accounts/verify_credentials",
+        Fault::RateLimited { reset_in_secs: 120 },
+    );
+    let reply = Req::get("/api/v1/accounts/verify_credentials")
+        .send(&stub)
+        .await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json(), json!({ "error": "Too many requests" }));
+    assert_eq!(reply.header("X-RateLimit-Limit"), Some("300"));
+    assert_eq!(reply.header("X-RateLimit-Remaining"), Some("0"));
+    let reset = parse_iso8601(reply.header("X-RateLimit-Reset").unwrap());
+    let in_secs = (reset - time::OffsetDateTime::now_utc()).whole_seconds();
+    assert!((115..=120).contains(&in_secs), "{in_secs}");
+}
+
+#[tokio::test]
+async fn rate_limited_on_pixelfed_sends_laravels_headers() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    stub.fail_next("/api/v1/instance", Fault::RateLimited { reset_in_secs: 30 });
+    let reply = Req::get("/api/v1/instance").send(&stub).await;
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.header("Retry-After"), Some("30"));
+    assert_eq!(reply.header("X-RateLimit-Remaining"), Some("0"));
+    let reset: u64 = reply.header("X-RateLimit-Reset").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 28..=now + 31).contains(&reset));
+}
+
+#[tokio::test]
+async fn slow_answers_normally_after_the_delay() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.fail_next("/api/v2/instance", Fault::Slow(Duration::from_millis(400)));
+    let started = Instant::now();
+    let reply = Req::get("/api/v2/instance").send(&stub).await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(
+        (reply.status, reply.json()["version"].as_str()),
+        (200, Some("4.3.0"))
+    );
+}
+
+#[tokio::test]
+async fn slow_does_not_hold_up_other_requests() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.fail_next("/api/v2/instance", Fault::Slow(Duration::from_secs(2)));
+    let slow = Req::get("/api/v2/instance").send(&stub);
+    let fast = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let reply = Req::get("/api/v1/instance").send(&stub).await;
+        (reply.status, started.elapsed())
+    };
+    let (slow, (fast_status, fast_elapsed)) = tokio::join!(slow, fast);
+    assert_eq!((slow.status, fast_status), (200, 200));
+    assert!(fast_elapsed < Duration::from_secs(1), "{fast_elapsed:?}");
+}
+
+#[tokio::test]
+async fn huge_body_streams_that_many_bytes_of_non_json() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let size = 5 * 1024 * 1024;
+    stub.fail_next("/api/v1/accounts/verify_credentials", Fault::HugeBody(size));
+    let reply = Req::get("/api/v1/accounts/verify_credentials")
+        .send(&stub)
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("Transfer-Encoding"), Some("chunked"));
+    assert!(reply.header("Content-Length").is_none());
+    assert!(reply
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(reply.body.len(), size);
+    assert!(reply.body.starts_with(b"[{\""));
+    assert!(serde_json::from_slice::<Value>(&reply.body).is_err());
+}
+
+#[tokio::test]
+async fn garbage_is_a_200_that_is_not_json() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    stub.fail_next("/api/v1/instance", Fault::Garbage);
+    let reply = Req::get("/api/v1/instance").send(&stub).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
+    assert!(!reply.body.is_empty());
+    assert!(serde_json::from_slice::<Value>(&reply.body).is_err());
+}
+
+#[tokio::test]
+async fn redirect_to_points_somewhere_else() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.fail_next(
+        "/api/v2/instance",
+        Fault::RedirectTo("http://169.254.169.254/latest/meta-data/".into()),
+    );
+    let reply = Req::get("/api/v2/instance").send(&stub).await;
+    assert_eq!(reply.status, 302);
+    assert_eq!(
+        reply.header("Location"),
+        Some("http://169.254.169.254/latest/meta-data/")
+    );
+}
+
+#[tokio::test]
+async fn not_mastodon_serves_an_html_page_for_every_path() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.set_fault("/", Fault::NotMastodon);
+    for path in [
+        "/api/v2/instance",
+        "/api/v1/instance",
+        "/.well-known/oauth-authorization-server",
+        "/api/v1/accounts/verify_credentials",
+    ] {
+        let reply = Req::get(path).send(&stub).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert!(
+            reply
+                .header("Content-Type")
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(reply.text().contains("<html>"), "{path}");
+    }
+    let apps = Req::post_form(
+        "/api/v1/apps",
+        &[("client_name", "t"), ("redirect_uris", CALLBACK)],
+    )
+    .send(&stub)
+    .await;
+    assert!(apps
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(stub.apps().is_empty());
+    stub.clear_faults();
+    assert!(Req::get("/api/v2/instance")
+        .send(&stub)
+        .await
+        .header("Content-Type")
+        .unwrap()
+        .starts_with("application/json"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server itself
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn request_log_records_method_path_query_form_json_and_headers() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    Req::get("/api/v1/instance?x=1&y=a%20b")
+        .header("Accept", "application/json")
+        .send(&stub)
+        .await;
+    Req::post_form(
+        "/api/v1/apps",
+        &[("client_name", "tëther"), ("redirect_uris", CALLBACK)],
+    )
+    .send(&stub)
+    .await;
+    Req::post_json(
+        "/api/v1/apps",
+        &json!({ "client_name": "j", "redirect_uris": CALLBACK }),
+    )
+    .send(&stub)
+    .await;
+
+    let log = stub.requests();
+    assert_eq!(log.len(), 3);
+    assert_eq!(
+        (log[0].method.as_str(), log[0].path.as_str()),
+        ("GET", "/api/v1/instance")
+    );
+    assert_eq!(log[0].raw_query.as_deref(), Some("x=1&y=a%20b"));
+    assert_eq!(log[0].query_param("y"), Some("a b"));
+    assert_eq!(log[0].header("ACCEPT"), Some("application/json"));
+    assert_eq!(log[0].header("host"), Some(stub.host_port().as_str()));
+    assert_eq!(log[1].form_field("client_name"), Some("tëther"));
+    assert_eq!(
+        log[1].header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(log[2].json.as_ref().unwrap()["client_name"], "j");
+    assert_eq!(log[2].param("client_name").as_deref(), Some("j"));
+    assert_eq!(stub.count("/api/v1/apps"), 2);
+    assert_eq!(stub.count("/api/v1/instance"), 1);
+    assert_eq!(stub.count("/oauth/token"), 0);
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_all_answered_and_logged() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let app = register_mastodon_app(&stub, "read write").await;
+    let token = mastodon_token(&stub, &app).await;
+    let statuses = std::sync::Mutex::new(Vec::new());
+    let requests = (0..24).map(|_| async {
+        let status = verify(&stub, &token).await.status;
+        statuses.lock().unwrap().push(status);
+    });
+    join_all(requests.collect()).await;
+    assert_eq!(statuses.into_inner().unwrap(), vec![200; 24]);
+    assert_eq!(stub.count("/api/v1/accounts/verify_credentials"), 24);
+}
+
+/// Polls all the futures together on this task (no extra crate for `join_all`).
+async fn join_all<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for slot in &mut futures {
+            if let Some(future) = slot {
+                if future.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn one_keep_alive_connection_serves_several_requests() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let host = stub.host_port();
+    let mut stream = TcpStream::connect(&host).await.unwrap();
+    let mut pipelined = Req::get("/api/v2/instance").encode(&host, false);
+    pipelined.extend(
+        Req::post_form(
+            "/api/v1/apps",
+            &[("client_name", "t"), ("redirect_uris", CALLBACK)],
+        )
+        .encode(&host, false),
+    );
+    pipelined.extend(Req::get("/api/v1/instance").encode(&host, true));
+    stream.write_all(&pipelined).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    let (first, used) = parse_reply(&raw);
+    let (second, used2) = parse_reply(&raw[used..]);
+    let (third, _) = parse_reply(&raw[used + used2..]);
+    assert_eq!(first.header("Connection"), Some("keep-alive"));
+    assert_eq!(
+        (
+            first.json()["version"].as_str(),
+            second.status,
+            third.json()["uri"].as_str()
+        ),
+        (Some("4.3.0"), 200, Some(host.as_str()))
+    );
+    assert_eq!(third.header("Connection"), Some("close"));
+}
+
+#[test]
+fn starts_without_an_async_runtime_and_stops_on_drop() {
+    let stub = StubInstance::builder(Flavour::Mastodon43).start_blocking();
+    let addr = stub.host_port();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(Req::get("/api/v1/instance").encode(&addr, true).as_slice())
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    assert_eq!(parse_reply(&raw).0.status, 200);
+    drop(stub);
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "nothing listens after drop"
+    );
+}
