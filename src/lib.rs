@@ -13,6 +13,7 @@ pub mod forms;
 pub mod guards;
 pub mod headers;
 pub mod models;
+pub mod outbound;
 pub mod routes;
 pub mod services;
 

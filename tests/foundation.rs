@@ -160,7 +160,9 @@ async fn read_then_write(
     let mut conn = pool.acquire().await?;
     start.wait().await;
     let mut tx = conn.begin().await?;
-    let (count,): (i64,) = query("SELECT COUNT(*) FROM audit_events").fetch_one(&mut tx).await?;
+    let (count,): (i64,) = query("SELECT COUNT(*) FROM audit_events")
+        .fetch_one(&mut tx)
+        .await?;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     query(
         "INSERT INTO audit_events (created_at, action, actor_name, detail)

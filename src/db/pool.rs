@@ -122,7 +122,9 @@ impl DbPool {
                 }
                 Some(Engine::Sqlite) => {
                     let options = SqliteConnectOptions::from_str(&config.url)?;
-                    sqlx::SqliteConnection::connect_with(&options).await.map(drop)
+                    sqlx::SqliteConnection::connect_with(&options)
+                        .await
+                        .map(drop)
                 }
                 None => Ok(()),
             }
