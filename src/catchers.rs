@@ -86,7 +86,7 @@ fn html_default(status: Status, req: &Request<'_>) -> CatcherReply {
         }
         (401, _) | (_, Recovery::Login) => login_redirect(req, MSG_LOGIN_REQUIRED),
         (_, Recovery::SetupPlatform) => CatcherReply::Redirect(Flash::warning(
-            Redirect::to(uri!(crate::routes::platforms::new)),
+            Redirect::to(uri!(crate::routes::platforms::new(instance = _))),
             MSG_NO_PLATFORM,
         )),
         _ => {

@@ -10,6 +10,7 @@ use rocket::figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{PasswordHasherPool, TokenCipher};
+use crate::outbound::{Outbound, OutboundConfig};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tether.db?mode=rwc";
 
@@ -39,6 +40,21 @@ pub struct Settings {
     /// Seconds to keep retrying at start while the database is unreachable.
     #[serde(default = "default_database_wait")]
     pub database_wait: u64,
+    /// The address people use to reach tether (`https://tether.example`): OAuth redirect URIs
+    /// and the outbound User-Agent are built from it. Debug runs default to Rocket's own address.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// `host:port` pairs of instances on private addresses that tether may call, over plain http
+    /// too (a home instance, the tests' stub instance). Everything else: public https only.
+    #[serde(default)]
+    pub outbound_allow_private: Vec<String>,
+    /// Seconds after which the background task refreshes a stored account copy.
+    #[serde(default = "default_refresh_interval")]
+    pub account_refresh_interval: u64,
+}
+
+fn default_refresh_interval() -> u64 {
+    21600
 }
 
 fn default_data_dir() -> PathBuf {
@@ -72,6 +88,18 @@ impl Settings {
 pub struct Runtime {
     pub settings: Settings,
     pub secure_cookies: bool,
+    /// `public_url` without a trailing slash; `None` in release when it is not configured (the
+    /// connect flow then says so, and the token form still works).
+    pub public_url: Option<String>,
+}
+
+impl Runtime {
+    /// Where instances send the browser back after the user approves tether.
+    pub fn redirect_uri(&self) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|base| format!("{base}/platforms/connect/callback"))
+    }
 }
 
 /// Rocket's own configuration sources (Rocket.toml, `ROCKET_*`), over tether's defaults.
@@ -192,13 +220,44 @@ pub fn prepare(figment: Figment) -> Result<(Figment, Runtime), String> {
     }
 
     let secure_cookies = settings.secure_cookies.unwrap_or(!debug);
+    let public_url = match settings.public_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => Some(check_public_url(url)?),
+        _ if debug => {
+            let config = rocket::Config::from(&figment);
+            let address = match config.address {
+                std::net::IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".to_string(),
+                std::net::IpAddr::V6(a) if a.is_unspecified() => "[::1]".to_string(),
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+                a => a.to_string(),
+            };
+            Some(format!("http://{address}:{}", config.port))
+        }
+        _ => None,
+    };
     Ok((
         figment,
         Runtime {
             settings,
             secure_cookies,
+            public_url,
         },
     ))
+}
+
+/// An absolute http(s) URL with no query or fragment; returned without a trailing slash.
+fn check_public_url(url: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| format!("public_url `{url}` is not a URL ({e}): use https://your.host"))?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host_str().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+    {
+        return Err(format!(
+            "public_url `{url}` must be an http(s) address without query, like https://tether.example"
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 fn load_or_create_key(path: &Path, generate: impl Fn() -> String) -> Result<String, String> {
@@ -244,10 +303,25 @@ pub fn stage() -> AdHoc {
                 return Err(rocket);
             }
         };
+        let mut outbound = OutboundConfig::new(
+            runtime
+                .public_url
+                .as_deref()
+                .unwrap_or("public_url not configured"),
+        );
+        outbound.allow_private = runtime.settings.outbound_allow_private.clone();
+        let outbound = match Outbound::new(outbound) {
+            Ok(client) => client,
+            Err(message) => {
+                rocket::error!("outbound_allow_private: {message}");
+                return Err(rocket);
+            }
+        };
         Ok(rocket
             .configure(figment)
             .manage(runtime)
             .manage(cipher)
+            .manage(outbound)
             .manage(PasswordHasherPool::for_this_machine()))
     })
 }

@@ -48,6 +48,15 @@ pub fn token_hash(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The PKCE S256 challenge of a verifier: base64url (no padding) of its SHA-256 (RFC 7636).
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// The owner bound into the ciphertext of secrets that belong to no user (OAuth client secrets);
+/// user ids start at 1.
+pub const NO_USER: i64 = 0;
+
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }

@@ -24,6 +24,7 @@ macro_rules! csrf_protected {
 
 csrf_protected!(
     CsrfOnly,
+    ConnectForm,
     LoginForm,
     RegisterForm,
     PlatformForm,
@@ -35,6 +36,15 @@ csrf_protected!(
 /// Buttons that change state with no other input (logout, delete, switch, make default).
 #[derive(FromForm)]
 pub struct CsrfOnly {
+    #[field(default = String::new())]
+    pub csrf_token: String,
+}
+
+/// "Connect with your instance": a host like `mastodon.social` or a URL.
+#[derive(FromForm)]
+pub struct ConnectForm {
+    #[field(default = String::new())]
+    pub instance: String,
     #[field(default = String::new())]
     pub csrf_token: String,
 }
@@ -429,7 +439,7 @@ pub fn normalize_instance_url(input: &str) -> Result<String, String> {
     } else {
         format!("https://{input}")
     };
-    let invalid = || "Enter a valid instance address, like https://mastodon.social.".to_string();
+    let invalid = || MSG_BAD_INSTANCE.to_string();
     let url = url::Url::parse(&with_scheme).map_err(|_| invalid())?;
     let host = url.host_str().ok_or_else(invalid)?;
     let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
@@ -455,6 +465,17 @@ pub fn normalize_instance_url(input: &str) -> Result<String, String> {
         normalized.push_str(&format!(":{port}"));
     }
     Ok(normalized)
+}
+
+pub const MSG_BAD_INSTANCE: &str = "Enter a valid instance address, like https://mastodon.social.";
+
+/// A username as an instance sends it must already be in the form tether stores.
+pub fn check_account_name(name: &str) -> Result<(), String> {
+    match normalize_account(name) {
+        Ok(normalized) if normalized == name => Ok(()),
+        Ok(_) => Err("not a plain account name".into()),
+        Err(e) => Err(e),
+    }
 }
 
 /// `@alice`, `alice@mastodon.social` → `alice`.

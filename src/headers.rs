@@ -11,7 +11,8 @@ use rocket::Response;
 use crate::config::Runtime;
 
 /// A Content-Security-Policy. The default forbids inline script and style (tether has none),
-/// plugins, framing and `<base>`, and lets forms post and images load only from tether itself.
+/// plugins, framing and `<base>`, lets forms post only to tether itself, and images load from
+/// tether or any https host (avatars live on instances and their media hosts).
 /// A page that needs more says so for itself: an OAuth connect form whose redirect goes to the
 /// instance (`form-action`, which browsers also apply to the redirect after a post), or avatars
 /// and thumbnails from an instance (`img-src`).
@@ -27,7 +28,8 @@ impl Default for Csp {
         Csp {
             directives: vec![
                 ("default-src", own()),
-                ("img-src", own()),
+                // Avatars and thumbnails come from instances and their media hosts.
+                ("img-src", vec!["'self'".to_string(), "https:".to_string()]),
                 ("object-src", none()),
                 ("base-uri", none()),
                 ("frame-ancestors", none()),
@@ -131,7 +133,7 @@ mod tests {
         let default = Csp::default().header_value();
         assert_eq!(
             default,
-            "default-src 'self'; img-src 'self'; object-src 'none'; base-uri 'none'; \
+            "default-src 'self'; img-src 'self' https:; object-src 'none'; base-uri 'none'; \
              frame-ancestors 'none'; form-action 'self'"
         );
         let connect = Csp::default()
@@ -141,7 +143,7 @@ mod tests {
             .allow("frame-ancestors", "https://example.org")
             .header_value();
         assert!(connect.contains("form-action 'self' https://mastodon.social"));
-        assert!(connect.contains("img-src 'self' https://files.mastodon.social;"));
+        assert!(connect.contains("img-src 'self' https: https://files.mastodon.social;"));
         assert!(connect.contains("frame-ancestors https://example.org"));
     }
 }

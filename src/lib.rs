@@ -12,6 +12,7 @@ pub mod flash;
 pub mod forms;
 pub mod guards;
 pub mod headers;
+pub mod instance;
 pub mod models;
 pub mod outbound;
 pub mod routes;
@@ -34,7 +35,9 @@ pub fn rocket_from(figment: Figment) -> Rocket<Build> {
         .attach(Shield::new())
         .attach(config::stage())
         .attach(db::stage())
-        .attach(Template::fairing())
+        .attach(Template::custom(|engines| {
+            routes::register_template_helpers(&mut engines.handlebars)
+        }))
         .attach(headers::SecurityHeaders)
         .mount("/", routes::routes())
         .register("/", catchers::html())

@@ -55,6 +55,7 @@ pub enum Value {
     Bytes(Vec<u8>),
     OptBytes(Option<Vec<u8>>),
     Time(Timestamp),
+    OptTime(Option<Timestamp>),
 }
 
 impl From<i64> for Value {
@@ -110,6 +111,11 @@ impl From<Option<Vec<u8>>> for Value {
 impl From<Timestamp> for Value {
     fn from(v: Timestamp) -> Self {
         Value::Time(v)
+    }
+}
+impl From<Option<Timestamp>> for Value {
+    fn from(v: Option<Timestamp>) -> Self {
+        Value::OptTime(v)
     }
 }
 
@@ -214,6 +220,7 @@ fn sqlite_args(values: Vec<Value>) -> SqliteArguments<'static> {
             Value::Bytes(v) => args.add(v),
             Value::OptBytes(v) => args.add(v),
             Value::Time(v) => args.add(v),
+            Value::OptTime(v) => args.add(v),
         }
     }
     args
@@ -231,6 +238,7 @@ fn pg_args(values: Vec<Value>) -> PgArguments {
             Value::Bytes(v) => args.add(v),
             Value::OptBytes(v) => args.add(v),
             Value::Time(v) => args.add(v),
+            Value::OptTime(v) => args.add(v),
         }
     }
     args

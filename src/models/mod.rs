@@ -1,13 +1,15 @@
 //! A model per table; each keeps its SQL beside the struct it loads. Handlers never hold SQL.
 
 pub mod audit;
+pub mod oauth;
 pub mod platform;
 pub mod session;
 pub mod throttle;
 pub mod user;
 
 pub use audit::{AuditAction, AuditEvent, NewAuditEvent, Party};
-pub use platform::{NewPlatform, Platform, PlatformType};
+pub use oauth::{OAuthApp, OAuthState};
+pub use platform::{AccountCopy, NewPlatform, Platform, PlatformType, StoredSecrets};
 pub use session::{NewSession, SessionRecord, SessionSummary};
 pub use throttle::LoginThrottle;
 pub use user::{NewUser, Role, User};

@@ -51,6 +51,39 @@ pub struct Platform {
     pub created_at: Timestamp,
     #[serde(skip)]
     pub updated_at: Timestamp,
+    /// The copy of the instance's account, from the last successful check.
+    pub account_id: Option<String>,
+    pub acct: Option<String>,
+    pub display_name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub followers_count: Option<i64>,
+    pub following_count: Option<i64>,
+    pub statuses_count: Option<i64>,
+    pub verified_at: Option<Timestamp>,
+    /// The instance refused the stored token: the user must connect again.
+    pub needs_reconnect: bool,
+}
+
+/// The account as the instance showed it, stored with the platform.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountCopy {
+    pub account_id: String,
+    pub username: String,
+    pub acct: String,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub followers_count: i64,
+    pub following_count: i64,
+    pub statuses_count: i64,
+}
+
+/// The encrypted credentials of a platform: never serialized, never shown.
+#[derive(Clone, Debug, FromRow)]
+pub struct StoredSecrets {
+    pub access_token_encrypted: Vec<u8>,
+    pub refresh_token_encrypted: Option<Vec<u8>>,
+    pub token_expires_at: Option<Timestamp>,
+    pub oauth_app_id: Option<i64>,
 }
 
 /// Validated fields of the setup and edit forms.
@@ -62,8 +95,13 @@ pub struct NewPlatform {
     pub is_active: bool,
 }
 
+const COLUMNS: &str = "id, user_id, name, platform_type, instance_url, username, is_active,
+       is_default, created_at, updated_at, account_id, acct, display_name, avatar_url,
+       followers_count, following_count, statuses_count, verified_at, needs_reconnect";
+
 const SELECT: &str = "SELECT id, user_id, name, platform_type, instance_url, username, is_active,
-       is_default, created_at, updated_at
+       is_default, created_at, updated_at, account_id, acct, display_name, avatar_url,
+       followers_count, following_count, statuses_count, verified_at, needs_reconnect
 FROM platform_connections";
 
 /// Oldest first: the order of the switcher and of the last-resort fallback.
@@ -167,7 +205,7 @@ impl Platform {
         encrypted_token: Vec<u8>,
     ) -> Result<Platform, sqlx::Error> {
         let now = Timestamp::now();
-        query(
+        let sql = format!(
             "INSERT INTO platform_connections
                  (user_id, name, platform_type, instance_url, username, access_token_encrypted,
                   is_active, is_default, created_at, updated_at)
@@ -175,19 +213,19 @@ impl Platform {
                      $7 AND NOT EXISTS (SELECT 1 FROM platform_connections
                                         WHERE user_id = $1 AND is_default),
                      $8, $8)
-             RETURNING id, user_id, name, platform_type, instance_url, username, is_active,
-                       is_default, created_at, updated_at",
-        )
-        .bind(user_id)
-        .bind(new.name.as_str())
-        .bind(new.platform_type)
-        .bind(new.instance_url.as_str())
-        .bind(new.username.as_str())
-        .bind(encrypted_token)
-        .bind(new.is_active)
-        .bind(now)
-        .fetch_one(db)
-        .await
+             RETURNING {COLUMNS}"
+        );
+        query(&sql)
+            .bind(user_id)
+            .bind(new.name.as_str())
+            .bind(new.platform_type)
+            .bind(new.instance_url.as_str())
+            .bind(new.username.as_str())
+            .bind(encrypted_token)
+            .bind(new.is_active)
+            .bind(now)
+            .fetch_one(db)
+            .await
     }
 
     /// Updates the fields; `encrypted_token: None` keeps the stored token. False when the
@@ -276,5 +314,99 @@ impl Platform {
         .execute(db)
         .await?;
         Ok(())
+    }
+
+    pub async fn secrets(
+        db: &mut impl Exec,
+        id: i64,
+    ) -> Result<Option<StoredSecrets>, sqlx::Error> {
+        query(
+            "SELECT access_token_encrypted, refresh_token_encrypted, token_expires_at, oauth_app_id
+             FROM platform_connections WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(db)
+        .await
+    }
+
+    /// Replaces the credentials (a reconnect, a refreshed Pixelfed token).
+    pub async fn set_secrets(
+        db: &mut impl Exec,
+        id: i64,
+        secrets: &StoredSecrets,
+    ) -> Result<(), sqlx::Error> {
+        query(
+            "UPDATE platform_connections
+             SET access_token_encrypted = $2, refresh_token_encrypted = $3,
+                 token_expires_at = $4, oauth_app_id = $5, needs_reconnect = FALSE
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(secrets.access_token_encrypted.clone())
+        .bind(secrets.refresh_token_encrypted.clone())
+        .bind(secrets.token_expires_at)
+        .bind(secrets.oauth_app_id)
+        .execute(db)
+        .await
+        .map(drop)
+    }
+
+    /// Stores the account as the instance just showed it; the token works, so the platform no
+    /// longer needs reconnecting. The username follows the instance (an account can be renamed).
+    pub async fn store_account(
+        db: &mut impl Exec,
+        id: i64,
+        copy: &AccountCopy,
+    ) -> Result<(), sqlx::Error> {
+        query(
+            "UPDATE platform_connections
+             SET account_id = $2, acct = $3, display_name = $4, avatar_url = $5,
+                 followers_count = $6, following_count = $7, statuses_count = $8,
+                 verified_at = $9, needs_reconnect = FALSE, username = $10
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(copy.account_id.as_str())
+        .bind(copy.acct.as_str())
+        .bind(copy.display_name.as_str())
+        .bind(copy.avatar_url.clone())
+        .bind(copy.followers_count)
+        .bind(copy.following_count)
+        .bind(copy.statuses_count)
+        .bind(Timestamp::now())
+        .bind(copy.username.as_str())
+        .execute(db)
+        .await
+        .map(drop)
+    }
+
+    /// The instance refused the token: keep the platform, say it needs reconnecting.
+    pub async fn mark_needs_reconnect(db: &mut impl Exec, id: i64) -> Result<(), sqlx::Error> {
+        query(
+            "UPDATE platform_connections SET needs_reconnect = TRUE, verified_at = $2
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(Timestamp::now())
+        .execute(db)
+        .await
+        .map(drop)
+    }
+
+    /// The user's platform for an account on an instance, if it is connected already.
+    pub async fn find_account(
+        db: &mut impl Exec,
+        user_id: i64,
+        instance_url: &str,
+        username: &str,
+    ) -> Result<Option<Platform>, sqlx::Error> {
+        query(&format!(
+            "{SELECT} WHERE user_id = $1 AND instance_url = $2 AND lower(username) = lower($3)"
+        ))
+        .bind(user_id)
+        .bind(instance_url)
+        .bind(username)
+        .fetch_optional(db)
+        .await
     }
 }

@@ -31,6 +31,10 @@ pub enum Reply {
     TooManyRequests(Template),
     Redirect(Redirect),
     Flash(Flash<Redirect>),
+    /// A page with the connect form, under its own policy (see `platforms::connect_policy`).
+    Connect(crate::headers::WithCsp<Template>),
+    #[response(status = 422)]
+    InvalidConnect(crate::headers::WithCsp<Template>),
 }
 
 pub const MSG_CORRECT_FIELDS: &str = "Please correct the highlighted fields.";
@@ -77,6 +81,9 @@ pub fn routes() -> Vec<Route> {
         platforms::make_default,
         platforms::delete,
         platforms::switch,
+        platforms::verify,
+        platforms::connect,
+        platforms::callback,
         api::platforms,
         api::switch_platform,
         account::show,
@@ -129,4 +136,32 @@ mod tests {
         assert_eq!(safe_next(Some("/\"quoted\"")), "/dashboard");
         assert_eq!(safe_next(Some("/caf%C3%A9")), "/caf%C3%A9");
     }
+}
+
+/// `{{host instance_url}}`: `https://mastodon.social` → `mastodon.social`, for `@alice@host`.
+pub fn register_template_helpers(
+    handlebars: &mut rocket_dyn_templates::handlebars::Handlebars<'_>,
+) {
+    use rocket_dyn_templates::handlebars::{
+        Context, Handlebars, Helper, HelperResult, Output, RenderContext,
+    };
+    fn host(
+        h: &Helper<'_>,
+        _: &Handlebars<'_>,
+        _: &Context,
+        _: &mut RenderContext<'_, '_>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let url = h
+            .param(0)
+            .and_then(|p| p.value().as_str())
+            .unwrap_or_default();
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default();
+        out.write(&rocket_dyn_templates::handlebars::html_escape(&host))?;
+        Ok(())
+    }
+    handlebars.register_helper("host", Box::new(host));
 }

@@ -9,10 +9,12 @@ use super::{dashboard, Reply};
 use crate::db::Connection;
 use crate::error::{Error, Result};
 use crate::flash::Flash;
-use crate::forms::{CsrfOnly, FieldErrors, PlatformForm, PlatformValues};
+use crate::forms::{ConnectForm, CsrfOnly, FieldErrors, PlatformForm, PlatformValues};
 use crate::guards::{App, CsrfForm, CurrentUser, Layout};
+use crate::headers::{Csp, WithCsp};
 use crate::models::{Platform, PlatformType};
-use crate::services::platforms::{self as service, DefaultOutcome, NOT_FOUND};
+use crate::services::connect::{self as connecting, Callback, Finished, Started};
+use crate::services::platforms::{self as service, Checked, DefaultOutcome, NOT_FOUND};
 
 #[derive(Serialize)]
 struct PlatformRow<'a> {
@@ -36,6 +38,11 @@ struct TypeOption {
 #[derive(Serialize)]
 struct FormPage {
     editing: bool,
+    /// What was typed in "Connect with your instance".
+    instance: String,
+    /// The token form starts open when it is the one being corrected.
+    token_open: bool,
+    connect_action: String,
     action: String,
     values: PlatformValues,
     errors: FieldErrors,
@@ -54,6 +61,9 @@ impl FormPage {
             .collect();
         FormPage {
             editing: editing.is_some(),
+            instance: String::new(),
+            token_open: !errors.is_empty() && !errors.contains_key("instance"),
+            connect_action: uri!(connect).to_string(),
             action: editing.map_or_else(
                 || uri!(create).to_string(),
                 |id| uri!(update(id)).to_string(),
@@ -73,11 +83,16 @@ impl FormPage {
     }
 
     fn render(self, layout: Layout) -> Reply {
-        Reply::Page(layout.render("platform_form", self.title(), self))
+        let page = layout.render("platform_form", self.title(), self);
+        Reply::Connect(WithCsp(page, connect_policy()))
     }
 
     fn invalid(self, layout: Layout) -> Reply {
-        Reply::invalid(layout, "platform_form", self.title(), self)
+        let title = self.title();
+        match Reply::invalid(layout, "platform_form", title, self) {
+            Reply::Invalid(page) => Reply::InvalidConnect(WithCsp(page, connect_policy())),
+            other => other,
+        }
     }
 }
 
@@ -101,14 +116,31 @@ pub async fn index(user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> 
     Ok(Reply::Page(layout.render("platforms", "Platforms", page)))
 }
 
-#[get("/platforms/new")]
-pub fn new(_user: &CurrentUser, layout: Layout) -> Reply {
-    let values = PlatformValues {
+/// The connect form posts to tether, which redirects to the instance: browsers check that
+/// redirect against this page's `form-action`, and the instance is whatever the user types.
+fn connect_policy() -> Csp {
+    Csp::default().allow_form_action("https:")
+}
+
+fn default_values() -> PlatformValues {
+    PlatformValues {
         platform_type: PlatformType::Mastodon.as_str().into(),
         is_active: true,
         ..PlatformValues::default()
-    };
-    FormPage::new(None, values, FieldErrors::new()).render(layout)
+    }
+}
+
+/// `?instance=` fills in the connect form (the Reconnect buttons link here).
+#[get("/platforms/new?<instance>")]
+pub fn new(_user: &CurrentUser, layout: Layout, instance: Option<&str>) -> Reply {
+    let mut page = FormPage::new(None, default_values(), FieldErrors::new());
+    page.instance = instance
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(255)
+        .collect();
+    page.render(layout)
 }
 
 #[post("/platforms", data = "<form>")]
@@ -126,8 +158,7 @@ pub async fn create(
         Ok((_, None)) => return Err(Error::Internal("validated form without a token".into())),
         Err(errors) => return Ok(invalid(errors)),
     };
-    let mut db = conn.get().await?;
-    match service::create(&mut db, app.cipher, user, &new, &token).await? {
+    match service::create(&conn, &app, user, &new, &token).await? {
         Ok(platform) => Ok(Reply::Flash(Flash::success(
             Redirect::to(uri!(dashboard::show)),
             format!("Connected {}.", platform.name),
@@ -170,18 +201,18 @@ pub async fn update(
 ) -> Result<Reply> {
     let form = form.0;
     let invalid = |errors| FormPage::new(Some(id), form.values(), errors).invalid(layout);
-    let mut db = conn.get().await?;
     let (changes, token) = match form.validate(false) {
         Ok(valid) => valid,
         Err(errors) => {
             // A form for a platform that is not there is a 404, whatever its fields say.
+            let mut db = conn.get().await?;
             Platform::find_for_user(&mut *db, user.id, id)
                 .await?
                 .ok_or(NOT_FOUND)?;
             return Ok(invalid(errors));
         }
     };
-    match service::update(&mut db, app.cipher, user, id, &changes, token.as_deref()).await? {
+    match service::update(&conn, &app, user, id, &changes, token.as_deref()).await? {
         Ok(platform) => Ok(Reply::Flash(to_list(format!("Saved {}.", platform.name)))),
         Err(errors) => Ok(invalid(errors)),
     }
@@ -209,10 +240,10 @@ pub async fn delete(
     id: i64,
     user: &CurrentUser,
     conn: Connection<'_>,
+    app: App<'_>,
     _form: CsrfForm<CsrfOnly>,
 ) -> Result<Flash<Redirect>> {
-    let mut db = conn.get().await?;
-    let platform = service::delete(&mut db, user, id).await?;
+    let platform = service::delete(&conn, &app, user, id).await?;
     Ok(to_list(format!("Removed {}.", platform.name)))
 }
 
@@ -233,4 +264,90 @@ pub async fn switch(
         Err(Error::Unprocessable(message)) => Ok(Flash::error(Redirect::to(uri!(index)), message)),
         Err(e) => Err(e),
     }
+}
+
+/// "Check connection": ask the instance now and store what it says.
+#[post("/platforms/<id>/verify", data = "<_form>")]
+pub async fn verify(
+    id: i64,
+    user: &CurrentUser,
+    conn: Connection<'_>,
+    app: App<'_>,
+    _form: CsrfForm<CsrfOnly>,
+) -> Result<Flash<Redirect>> {
+    let back = || Redirect::to(uri!(index));
+    Ok(match service::check(&conn, &app, user.id, id).await? {
+        Checked::Verified(p) => {
+            Flash::success(back(), format!("{} is connected and working.", p.name))
+        }
+        Checked::NeedsReconnect(p) => Flash::warning(
+            back(),
+            format!(
+                "{} no longer accepts tether's access. Reconnect it to keep using it.",
+                p.name
+            ),
+        ),
+        Checked::Unavailable(_, message) => Flash::error(back(), message),
+    })
+}
+
+/// "Connect with your instance": registers tether there if needed and sends the browser to the
+/// instance to approve. The page holding this form allows any https `form-action`, because the
+/// post redirects to an instance that is not known when the page is rendered.
+#[post("/platforms/connect", data = "<form>")]
+pub async fn connect(
+    user: &CurrentUser,
+    layout: Layout,
+    conn: Connection<'_>,
+    app: App<'_>,
+    form: CsrfForm<ConnectForm>,
+) -> Result<Reply> {
+    let form = form.0;
+    match connecting::start(&conn, &app, user, &form.instance).await? {
+        Started::Authorize(url) => Ok(Reply::Redirect(Redirect::to(url.to_string()))),
+        Started::Invalid(message) => {
+            let mut page = FormPage::new(None, default_values(), FieldErrors::new());
+            page.instance = form.instance.trim().to_string();
+            page.errors.insert("instance", message);
+            Ok(page.invalid(layout))
+        }
+    }
+}
+
+/// Where the instance sends the browser back: a top-level cross-site GET, so the session cookie
+/// (SameSite=Lax) comes along.
+#[get("/platforms/connect/callback?<code>&<state>&<error>")]
+pub async fn callback(
+    user: &CurrentUser,
+    conn: Connection<'_>,
+    app: App<'_>,
+    code: Option<&str>,
+    state: Option<&str>,
+    error: Option<&str>,
+) -> Result<Flash<Redirect>> {
+    let callback = Callback { code, state, error };
+    Ok(
+        match connecting::finish(&conn, &app, user, callback).await? {
+            Finished::Connected(p) => Flash::success(
+                Redirect::to(uri!(dashboard::show)),
+                format!("Connected {}.", handle(&p)),
+            ),
+            Finished::Reconnected(p) => Flash::success(
+                Redirect::to(uri!(dashboard::show)),
+                format!("Reconnected {}.", handle(&p)),
+            ),
+            Finished::Failed(message) => {
+                Flash::error(Redirect::to(uri!(new(instance = _))), message)
+            }
+        },
+    )
+}
+
+/// `@alice@mastodon.social`.
+fn handle(platform: &Platform) -> String {
+    let host = url::Url::parse(&platform.instance_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    format!("@{}@{host}", platform.username)
 }

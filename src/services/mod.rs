@@ -8,5 +8,6 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod connect;
 pub mod platforms;
 pub mod sessions;
