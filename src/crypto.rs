@@ -64,6 +64,7 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 /// Encrypts platform access tokens at rest with XChaCha20-Poly1305 (random 192-bit nonces, so no
 /// nonce bookkeeping). The owning user's id is bound in as associated data, so a ciphertext copied
 /// onto another user's row does not decrypt.
+#[derive(Clone)]
 pub struct TokenCipher(XChaCha20Poly1305);
 
 const NONCE_LEN: usize = 24;
@@ -138,6 +139,7 @@ impl TokenCipher {
 /// async workers. Each permit owns one reusable 19 MiB work area: allocating and freeing one per
 /// hash lets the allocator keep freed areas per thread, and a login flood measured 850 MiB of RSS
 /// that way (see BENCHMARKS.md).
+/// Clones share the permits and work areas.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     permits: Arc<Semaphore>,

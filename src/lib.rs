@@ -13,6 +13,7 @@ pub mod forms;
 pub mod guards;
 pub mod headers;
 pub mod instance;
+pub mod jobs;
 pub mod models;
 pub mod outbound;
 pub mod routes;
@@ -39,6 +40,7 @@ pub fn rocket_from(figment: Figment) -> Rocket<Build> {
             routes::register_template_helpers(&mut engines.handlebars)
         }))
         .attach(headers::SecurityHeaders)
+        .attach(jobs::stage())
         .mount("/", routes::routes())
         .register("/", catchers::html())
         .register("/api", catchers::api())

@@ -409,4 +409,49 @@ impl Platform {
         .fetch_optional(db)
         .await
     }
+
+    /// Claims up to `limit` platforms whose account copy is older than `stale_before`, or whose
+    /// token expires before `expiring_before`, for this process until `claim_until`. Claimed in
+    /// one statement; on PostgreSQL rows another process is claiming are skipped, not waited
+    /// for, and a crashed process's claim simply runs out.
+    pub async fn claim_due(
+        db: &mut impl Exec,
+        engine: crate::db::Engine,
+        stale_before: Timestamp,
+        expiring_before: Timestamp,
+        claim_until: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        let lock = match engine {
+            crate::db::Engine::Postgres => "FOR UPDATE SKIP LOCKED",
+            crate::db::Engine::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE platform_connections SET refresh_claimed_until = $1
+             WHERE id IN (
+                 SELECT id FROM platform_connections
+                 WHERE is_active AND NOT needs_reconnect
+                   AND (refresh_claimed_until IS NULL OR refresh_claimed_until <= $2)
+                   AND (verified_at IS NULL OR verified_at <= $3 OR token_expires_at <= $4)
+                 ORDER BY verified_at NULLS FIRST, id
+                 LIMIT $5 {lock})
+             RETURNING id, user_id"
+        );
+        query(&sql)
+            .bind(claim_until)
+            .bind(Timestamp::now())
+            .bind(stale_before)
+            .bind(expiring_before)
+            .bind(limit)
+            .fetch_all(db)
+            .await
+    }
+
+    pub async fn release_claim(db: &mut impl Exec, id: i64) -> Result<(), sqlx::Error> {
+        query("UPDATE platform_connections SET refresh_claimed_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(db)
+            .await
+            .map(drop)
+    }
 }

@@ -1,0 +1,122 @@
+//! Keeps stored account copies fresh (older than `account_refresh_interval`) and refreshes
+//! Pixelfed tokens before they expire.
+
+use std::time::Duration;
+
+use rocket::{Orbit, Rocket};
+
+use crate::config::Runtime;
+use crate::crypto::{PasswordHasherPool, TokenCipher};
+use crate::db::{Db, DbPool, ScopedConnection, Timestamp};
+use crate::error::Result;
+use crate::guards::{App, ClientInfo};
+use crate::models::Platform;
+use crate::outbound::Outbound;
+use crate::services::platforms::{self, Checked, REFRESH_BEFORE_EXPIRY};
+
+/// How long a claim holds: longer than one platform's calls can take (two 15 s requests).
+const CLAIM_SECONDS: i64 = 120;
+/// Platforms one pass takes on.
+const BATCH: i64 = 20;
+
+/// What a pass needs, owned, so the loop outlives the liftoff callback.
+#[derive(Clone)]
+pub struct Deps {
+    pub pool: DbPool,
+    pub runtime: Runtime,
+    pub cipher: TokenCipher,
+    pub hasher: PasswordHasherPool,
+    pub http: Outbound,
+}
+
+impl Deps {
+    pub fn of<P: rocket::Phase>(rocket: &Rocket<P>) -> Option<Deps> {
+        Some(Deps {
+            pool: (**rocket.state::<Db>()?).clone(),
+            runtime: rocket.state::<Runtime>()?.clone(),
+            cipher: rocket.state::<TokenCipher>()?.clone(),
+            hasher: rocket.state::<PasswordHasherPool>()?.clone(),
+            http: rocket.state::<Outbound>()?.clone(),
+        })
+    }
+
+    fn app(&self) -> App<'_> {
+        App {
+            runtime: &self.runtime,
+            hasher: &self.hasher,
+            cipher: &self.cipher,
+            http: &self.http,
+            client: ClientInfo::default(),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub verified: usize,
+    pub needs_reconnect: usize,
+    pub unavailable: usize,
+}
+
+/// Claims the due platforms and checks each with its instance, one at a time, holding no pool
+/// connection across a call.
+pub async fn run_once(deps: &Deps) -> Result<Pass> {
+    let interval =
+        i64::try_from(deps.runtime.settings.account_refresh_interval).unwrap_or(i64::MAX);
+    let now = Timestamp::now();
+    let claimed = {
+        let mut db = deps.pool.acquire().await?;
+        let engine = db.engine();
+        Platform::claim_due(
+            &mut db,
+            engine,
+            now.minus_seconds(interval),
+            now.plus_seconds(REFRESH_BEFORE_EXPIRY),
+            now.plus_seconds(CLAIM_SECONDS),
+            BATCH,
+        )
+        .await?
+    };
+    let app = deps.app();
+    let mut pass = Pass::default();
+    for (id, owner) in claimed {
+        let scope = ScopedConnection::new(deps.pool.clone());
+        match platforms::check(&scope, &app, owner, id).await {
+            Ok(Checked::Verified(_)) => pass.verified += 1,
+            Ok(Checked::NeedsReconnect(_)) => pass.needs_reconnect += 1,
+            Ok(Checked::Unavailable(_, message)) => {
+                pass.unavailable += 1;
+                rocket::info!("refresh of platform {id} postponed: {message}");
+            }
+            // Deleted meanwhile, or the database is away: the claim runs out by itself.
+            Err(e) => rocket::warn!("refresh of platform {id} failed: {e}"),
+        }
+        drop(scope);
+        if let Ok(mut db) = deps.pool.acquire().await {
+            let _ = Platform::release_claim(&mut db, id).await;
+        }
+    }
+    Ok(pass)
+}
+
+/// The loop: a pass every minute (or every interval, when shorter), until shutdown.
+pub fn spawn(rocket: &Rocket<Orbit>) {
+    let Some(deps) = Deps::of(rocket) else {
+        rocket::warn!("background refresh not started: application state missing");
+        return;
+    };
+    let every = Duration::from_secs(deps.runtime.settings.account_refresh_interval.clamp(1, 60));
+    let mut shutdown = rocket.shutdown();
+    rocket::tokio::spawn(async move {
+        loop {
+            rocket::tokio::select! {
+                _ = &mut shutdown => break,
+                _ = rocket::tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = run_once(&deps).await {
+                rocket::warn!("background refresh pass failed: {e}");
+            }
+        }
+    });
+}
