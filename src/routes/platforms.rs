@@ -6,6 +6,7 @@ use rocket::{get, post, uri};
 use serde::Serialize;
 
 use super::{dashboard, Reply};
+use crate::config::Runtime;
 use crate::db::Connection;
 use crate::error::{Error, Result};
 use crate::flash::Flash;
@@ -82,15 +83,15 @@ impl FormPage {
         }
     }
 
-    fn render(self, layout: Layout) -> Reply {
+    fn render(self, layout: Layout, allowed: &[String]) -> Reply {
         let page = layout.render("platform_form", self.title(), self);
-        Reply::Connect(WithCsp(page, connect_policy()))
+        Reply::Connect(WithCsp(page, connect_policy(allowed)))
     }
 
-    fn invalid(self, layout: Layout) -> Reply {
+    fn invalid(self, layout: Layout, allowed: &[String]) -> Reply {
         let title = self.title();
         match Reply::invalid(layout, "platform_form", title, self) {
-            Reply::Invalid(page) => Reply::InvalidConnect(WithCsp(page, connect_policy())),
+            Reply::Invalid(page) => Reply::InvalidConnect(WithCsp(page, connect_policy(allowed))),
             other => other,
         }
     }
@@ -117,9 +118,13 @@ pub async fn index(user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> 
 }
 
 /// The connect form posts to tether, which redirects to the instance: browsers check that
-/// redirect against this page's `form-action`, and the instance is whatever the user types.
-fn connect_policy() -> Csp {
-    Csp::default().allow_form_action("https:")
+/// redirect against this page's `form-action`, and the instance is whatever the user types. Any
+/// https origin, plus the allow-listed local instances (which may use http).
+fn connect_policy(allowed: &[String]) -> Csp {
+    allowed.iter().fold(
+        Csp::default().allow_form_action("https:"),
+        |csp, host_port| csp.allow_form_action(format!("http://{host_port}")),
+    )
 }
 
 fn default_values() -> PlatformValues {
@@ -132,7 +137,12 @@ fn default_values() -> PlatformValues {
 
 /// `?instance=` fills in the connect form (the Reconnect buttons link here).
 #[get("/platforms/new?<instance>")]
-pub fn new(_user: &CurrentUser, layout: Layout, instance: Option<&str>) -> Reply {
+pub fn new(
+    _user: &CurrentUser,
+    layout: Layout,
+    runtime: &rocket::State<Runtime>,
+    instance: Option<&str>,
+) -> Reply {
     let mut page = FormPage::new(None, default_values(), FieldErrors::new());
     page.instance = instance
         .unwrap_or_default()
@@ -140,7 +150,7 @@ pub fn new(_user: &CurrentUser, layout: Layout, instance: Option<&str>) -> Reply
         .filter(|c| !c.is_control())
         .take(255)
         .collect();
-    page.render(layout)
+    page.render(layout, &runtime.settings.outbound_allow_private)
 }
 
 #[post("/platforms", data = "<form>")]
@@ -152,7 +162,8 @@ pub async fn create(
     form: CsrfForm<PlatformForm>,
 ) -> Result<Reply> {
     let form = form.0;
-    let invalid = |errors| FormPage::new(None, form.values(), errors).invalid(layout);
+    let allowed = &app.runtime.settings.outbound_allow_private;
+    let invalid = |errors| FormPage::new(None, form.values(), errors).invalid(layout, allowed);
     let (new, token) = match form.validate(true) {
         Ok((new, Some(token))) => (new, token),
         Ok((_, None)) => return Err(Error::Internal("validated form without a token".into())),
@@ -173,6 +184,7 @@ pub async fn edit(
     user: &CurrentUser,
     layout: Layout,
     conn: Connection<'_>,
+    runtime: &rocket::State<Runtime>,
 ) -> Result<Reply> {
     let mut db = conn.get().await?;
     let platform = Platform::find_for_user(&mut *db, user.id, id)
@@ -185,7 +197,8 @@ pub async fn edit(
         username: platform.username,
         is_active: platform.is_active,
     };
-    Ok(FormPage::new(Some(id), values, FieldErrors::new()).render(layout))
+    let allowed = &runtime.settings.outbound_allow_private;
+    Ok(FormPage::new(Some(id), values, FieldErrors::new()).render(layout, allowed))
 }
 
 /// Saves the edit form. A blank token keeps the stored one; deactivating the platform a session
@@ -200,7 +213,8 @@ pub async fn update(
     form: CsrfForm<PlatformForm>,
 ) -> Result<Reply> {
     let form = form.0;
-    let invalid = |errors| FormPage::new(Some(id), form.values(), errors).invalid(layout);
+    let allowed = &app.runtime.settings.outbound_allow_private;
+    let invalid = |errors| FormPage::new(Some(id), form.values(), errors).invalid(layout, allowed);
     let (changes, token) = match form.validate(false) {
         Ok(valid) => valid,
         Err(errors) => {
@@ -309,7 +323,7 @@ pub async fn connect(
             let mut page = FormPage::new(None, default_values(), FieldErrors::new());
             page.instance = form.instance.trim().to_string();
             page.errors.insert("instance", message);
-            Ok(page.invalid(layout))
+            Ok(page.invalid(layout, &app.runtime.settings.outbound_allow_private))
         }
     }
 }
