@@ -98,7 +98,7 @@ impl Runtime {
     pub fn redirect_uri(&self) -> Option<String> {
         self.public_url
             .as_ref()
-            .map(|base| format!("{base}/platforms/connect/callback"))
+            .map(|base| format!("{base}{}", crate::guards::CALLBACK_PATH))
     }
 }
 

@@ -40,6 +40,7 @@ pub fn rocket_from(figment: Figment) -> Rocket<Build> {
             routes::register_template_helpers(&mut engines.handlebars)
         }))
         .attach(headers::SecurityHeaders)
+        .attach(guards::HideCallbackQuery)
         .attach(jobs::stage())
         .mount("/", routes::routes())
         .register("/", catchers::html())

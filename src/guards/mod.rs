@@ -3,6 +3,7 @@
 
 mod admin;
 mod app;
+mod callback;
 mod client;
 mod csrf;
 mod current_user;
@@ -12,6 +13,7 @@ mod platform_context;
 pub use crate::db::Connection;
 pub use admin::AdminUser;
 pub use app::App;
+pub use callback::{CallbackParams, HideCallbackQuery, CALLBACK_PATH};
 pub use client::ClientInfo;
 pub use csrf::{app_cookie, ApiCsrf, CsrfForm, CsrfProtected, CsrfToken, JsonBody, CSRF_COOKIE};
 pub use current_user::{CurrentUser, SESSION_COOKIE};

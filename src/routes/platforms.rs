@@ -11,7 +11,7 @@ use crate::db::Connection;
 use crate::error::{Error, Result};
 use crate::flash::Flash;
 use crate::forms::{ConnectForm, CsrfOnly, FieldErrors, PlatformForm, PlatformValues};
-use crate::guards::{App, CsrfForm, CurrentUser, Layout};
+use crate::guards::{App, CallbackParams, CsrfForm, CurrentUser, Layout};
 use crate::headers::{Csp, WithCsp};
 use crate::models::{Platform, PlatformType};
 use crate::services::connect::{self as connecting, Callback, Finished, Started};
@@ -328,18 +328,21 @@ pub async fn connect(
     }
 }
 
-/// Where the instance sends the browser back: a top-level cross-site GET, so the session cookie
-/// (SameSite=Lax) comes along.
-#[get("/platforms/connect/callback?<code>&<state>&<error>")]
+/// Where the instance sends the browser back (`?code=&state=` or `?error=&state=`): a top-level
+/// cross-site GET, so the session cookie (SameSite=Lax) comes along. The query arrives through
+/// [`CallbackParams`], so the code is never logged.
+#[get("/platforms/connect/callback")]
 pub async fn callback(
     user: &CurrentUser,
     conn: Connection<'_>,
     app: App<'_>,
-    code: Option<&str>,
-    state: Option<&str>,
-    error: Option<&str>,
+    params: &CallbackParams,
 ) -> Result<Flash<Redirect>> {
-    let callback = Callback { code, state, error };
+    let callback = Callback {
+        code: params.code.as_deref(),
+        state: params.state.as_deref(),
+        error: params.error.as_deref(),
+    };
     Ok(
         match connecting::finish(&conn, &app, user, callback).await? {
             Finished::Connected(p) => Flash::success(
