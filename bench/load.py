@@ -18,6 +18,12 @@ Every response status is checked against what that request may answer; anything 
 and any transport error fails the run. Afterwards every session loads /dashboard once (the
 documented lazy repair of a stale active platform), and the database is checked directly.
 
+Platforms connect to the stub instance load.sh starts (TETHER_STUB_URL, bench/stub_instance.py):
+tether verifies each new token with it, so every create and every edit with a new token makes
+one loopback verify_credentials call. The stub accepts tokens named tok-<account>-…; platform
+accounts are named load<u>_<k> (set-up) and acct<n>x<k> (created during the load), one account
+per platform because a user cannot connect the same account on the same instance twice.
+
   python3 bench/load.py run        # env: TETHER_LOAD_* (see load.sh)
   python3 bench/load.py logcheck FILE
 
@@ -51,6 +57,7 @@ CONNECTIONS = env_int("TETHER_LOAD_CONNECTIONS", 64)
 PER_USER = env_int("TETHER_LOAD_SESSIONS_PER_USER", 4)
 PLATFORMS = env_int("TETHER_LOAD_PLATFORMS", 3)
 DELETES = os.environ.get("TETHER_LOAD_DELETES", "1") != "0"
+STUB_URL = os.environ["TETHER_STUB_URL"]
 SEED = env_int("TETHER_LOAD_SEED", 1)
 
 # Relative weights of the flows each thread picks from.
@@ -91,6 +98,8 @@ def ip(n):
 class Stats:
     def __init__(self):
         self.times = collections.defaultdict(list)
+        # Latencies of subsets of a request (not in the table, not in the totals).
+        self.side = collections.defaultdict(list)
         self.status = collections.defaultdict(collections.Counter)
         self.unexpected = []  # (wall time, request, method, path, status, location, body)
         self.unexpected_count = 0
@@ -99,6 +108,8 @@ class Stats:
     def merge(self, other):
         for k, v in other.times.items():
             self.times[k].extend(v)
+        for k, v in other.side.items():
+            self.side[k].extend(v)
         for k, v in other.status.items():
             self.status[k].update(v)
         self.unexpected.extend(other.unexpected)
@@ -135,7 +146,7 @@ class Browser:
                 if attempt == 2:
                     raise
 
-    def request(self, name, method, path, body=None, headers=None, record=True):
+    def request(self, name, method, path, body=None, headers=None, record=True, side=None):
         h = {"X-Real-IP": self.ip, "User-Agent": f"tether-load/{self.n}"}
         if self.cookies:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -163,6 +174,8 @@ class Browser:
         location = resp.headers.get("Location")
         if record:
             self.stats.times[name].append(elapsed)
+            if side:
+                self.stats.side[side].append(elapsed)
             self.stats.status[name][resp.status] += 1
             allowed = EXPECTED[name]
             ok = resp.status in allowed and (
@@ -291,12 +304,15 @@ class Worker(threading.Thread):
             "platform_type": p["platform_type"],
             "instance_url": p["instance_url"],
             "username": p["username"],
-            "access_token": f"tok-{self.rng.randrange(10**9)}" if self.rng.random() < 0.1 else "",
+            "access_token": (
+                f"tok-{p['username']}-{self.rng.randrange(10**9)}" if self.rng.random() < 0.1 else ""
+            ),
             "csrf_token": self.b.csrf,
         }
         if self.rng.random() < 0.75:
             fields["is_active"] = "true"
-        self.b.form("POST /platforms/<id>", f"/platforms/{p['id']}", fields)
+        side = "new token" if fields["access_token"] else "same token"
+        self.b.form("POST /platforms/<id>", f"/platforms/{p['id']}", fields, side=side)
 
     def delete(self):
         p = self.pick()
@@ -312,12 +328,13 @@ class Worker(threading.Thread):
     def create(self, record=True):
         self.created += 1
         kind = self.rng.choice(["mastodon", "pixelfed"])
+        account = f"acct{self.n}x{self.created}"
         fields = {
             "name": f"Conn {self.n}-{self.created}",
             "platform_type": kind,
-            "instance_url": f"https://{kind}.example",
-            "username": f"acct{self.n}x{self.created}",
-            "access_token": f"tok-{self.rng.randrange(10**9)}",
+            "instance_url": STUB_URL,
+            "username": account,
+            "access_token": f"tok-{account}-{self.rng.randrange(10**9)}",
             "csrf_token": self.b.csrf,
         }
         return self.b.form("POST /platforms (create)", "/platforms", fields, record=record)
@@ -489,21 +506,22 @@ def run():
         b = register(50000 + u, f"load{u}", setup_stats)
         for k in range(PLATFORMS):
             kind = "mastodon" if k % 2 == 0 else "pixelfed"
-            status, _, _ = b.form(
+            status, text, _ = b.form(
                 "POST /platforms (create)",
                 "/platforms",
                 {
                     "name": f"Account {u}.{k}",
                     "platform_type": kind,
-                    "instance_url": f"https://{kind}{k}.example",
-                    "username": f"load{u}",
-                    "access_token": f"token-{u}-{k}",
+                    "instance_url": STUB_URL,
+                    "username": f"load{u}_{k}",
+                    "access_token": f"tok-load{u}_{k}-{u}.{k}",
                     "csrf_token": b.csrf,
                 },
                 record=False,
             )
             if status != 303:
-                sys.exit(f"creating a platform for load{u} answered {status}")
+                errors = re.findall(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', text)
+                sys.exit(f"creating a platform for load{u} answered {status}: {errors or text[-300:]!r}")
             b.request("GET /dashboard", "GET", "/dashboard", record=False)
         b.form("POST /logout", "/logout", {"csrf_token": b.csrf}, record=False)
     for d in range(DECOYS):
@@ -574,6 +592,14 @@ def run():
         f"| **all** | {total} | {total / window:.1f} | {pct(alls, 50) * 1000:.1f} | "
         f"{pct(alls, 99) * 1000:.1f} | " + " | ".join(str(x) for x in cls) + " |"
     )
+    for side in ("same token", "new token"):
+        xs = sorted(stats.side[side])
+        if xs:
+            print(
+                f"\n`POST /platforms/<id>` with the {side}: {len(xs)}, p50 "
+                f"{pct(xs, 50) * 1000:.1f} ms, p99 {pct(xs, 99) * 1000:.1f} ms"
+                + (" (verified with the stub instance)" if side == "new token" else "")
+            )
     print("\nStatuses:")
     for name in order:
         detail = ", ".join(f"{s}×{v}" for s, v in sorted(stats.status[name].items()))

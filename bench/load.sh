@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Mixed-flow load test (bench/load.py) against a release build of tether, on SQLite and on
 # PostgreSQL, each on a fresh database; then invariant checks on the database and a scan of the
-# server's log. Everything stays on 127.0.0.1. Exits non-zero if any check fails on any engine.
+# server's log. Everything stays on 127.0.0.1: platforms connect to a stub instance
+# (bench/stub_instance.py, one per engine, on a free loopback port) that tether verifies tokens
+# with. Exits non-zero if any check fails on any engine.
 #
 # Usage: bench/load.sh [sqlite|postgres|all]
 #   TETHER_LOAD_SECONDS=60        length of the timed window
@@ -12,6 +14,7 @@
 # Output (load.out) and server logs are kept in the directory printed at the start and end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/stub.sh
 which="${1:-all}"
 cargo build --release --quiet
 bin=$PWD/target/release/tether
@@ -28,6 +31,7 @@ pid=
 schema=
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi
+  stub_stop >/dev/null
   if [ -n "$schema" ]; then
     PGOPTIONS="-c client_min_messages=warning" psql -X -qc "DROP SCHEMA IF EXISTS $schema CASCADE" || true
   fi
@@ -44,6 +48,8 @@ echo "window ${TETHER_LOAD_SECONDS:-60} s, ${TETHER_LOAD_CONNECTIONS:-64} connec
 run_one() {
   local engine=$1 url=$2
   local log=$out/$engine.log
+  mkdir -p "$out/$engine-stub"
+  if ! stub_start "$out/$engine-stub"; then status=1; return; fi
   # The release profile needs both keys; cookies are not Secure because this is plain HTTP.
   export ROCKET_PROFILE=release \
     ROCKET_SECRET_KEY=$(head -c 32 /dev/urandom | base64) \
@@ -53,6 +59,7 @@ run_one() {
     ROCKET_CLI_COLORS=false \
     ROCKET_PORT=$port \
     ROCKET_ADDRESS=127.0.0.1 \
+    ROCKET_OUTBOUND_ALLOW_PRIVATE="$STUB_ALLOW" \
     ROCKET_DATA_DIR="$out/$engine-data" \
     ROCKET_DATABASES="{tether={url=\"$url\",max_connections=$pool,connect_timeout=5}}"
   # As a multi-instance roll-out would: migrate once, then serve without migrating.
@@ -71,6 +78,7 @@ run_one() {
     echo "$engine: server did not answer /healthz; log:"; tail -20 "$log"
     kill "$pid" 2>/dev/null || true
     pid=
+    stub_stop
     status=1
     return
   fi
@@ -79,6 +87,8 @@ run_one() {
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   pid=
+  echo
+  stub_stop
   python3 bench/load.py logcheck "$log" || rc=1
   if [ "$rc" -ne 0 ]; then
     echo "$engine: FAILED (log: $log)"

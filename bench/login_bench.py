@@ -5,7 +5,9 @@
 2. A flood of logins does not stall other requests (/healthz stays fast) and memory stays bounded.
 3. For scale: dashboard latency for a signed-in user.
 
-Only talks to 127.0.0.1. Prints a Markdown table of medians and ratios measured in this run.
+Only talks to 127.0.0.1; the platform connects to the stub instance bench/run.sh starts
+(TETHER_STUB_URL, see bench/stub_instance.py), which tether asks to verify the token. Prints a
+Markdown table of medians and ratios measured in this run.
 """
 import http.client
 import json
@@ -20,6 +22,8 @@ HOST = "127.0.0.1"
 PORT = int(os.environ.get("TETHER_BENCH_PORT", "8765"))
 PID = int(os.environ["TETHER_BENCH_PID"])
 PASSWORD = "correct horse battery staple"
+# The stand-in instance (bench/stub_instance.py): it accepts tokens named tok-<username>-….
+STUB_URL = os.environ["TETHER_STUB_URL"]
 
 
 class Browser:
@@ -181,9 +185,9 @@ def main():
         {
             "name": "Main",
             "platform_type": "mastodon",
-            "instance_url": "https://mastodon.social",
+            "instance_url": STUB_URL,
             "username": "dash",
-            "access_token": "bench-token",
+            "access_token": "tok-dash-bench",
             "csrf_token": token,
         },
     )

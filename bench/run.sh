@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs bench/login_bench.py against a release build of tether, on SQLite and (when reachable)
-# PostgreSQL. Everything stays on 127.0.0.1. Usage: bench/run.sh [sqlite|postgres|all]
+# PostgreSQL. Everything stays on 127.0.0.1: platforms connect to a stub instance
+# (bench/stub_instance.py) on a free loopback port. Usage: bench/run.sh [sqlite|postgres|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/stub.sh
+trap stub_stop EXIT
 which="${1:-all}"
 cargo build --release --quiet
 bin=target/release/tether
@@ -13,6 +16,7 @@ run_one() {
   local engine=$1 url=$2
   local dir
   dir=$(mktemp -d)
+  stub_start "$dir"
   ROCKET_PROFILE=release \
   ROCKET_SECRET_KEY=$(head -c 32 /dev/urandom | base64) \
   ROCKET_TOKEN_KEY=$(head -c 32 /dev/urandom | base64) \
@@ -20,6 +24,7 @@ run_one() {
   ROCKET_LOG_LEVEL=off \
   ROCKET_PORT=$port \
   ROCKET_ADDRESS=127.0.0.1 \
+  ROCKET_OUTBOUND_ALLOW_PRIVATE="$STUB_ALLOW" \
   ROCKET_DATA_DIR="$dir" \
   ROCKET_DATABASES="{tether={url=\"${url//@DIR@/$dir}\"}}" \
     "$bin" serve &
@@ -31,6 +36,7 @@ run_one() {
   TETHER_BENCH_PID=$pid TETHER_BENCH_ENGINE=$engine python3 bench/login_bench.py || true
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  stub_stop
   rm -rf "$dir"
 }
 
