@@ -875,6 +875,121 @@ async fn verify_credentials_needs_a_read_or_profile_scope() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pre-issued tokens (created in the instance's settings)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_accepted_token_verifies_as_the_account_it_was_issued_for() {
+    for flavour in [Flavour::Mastodon43, Flavour::Pixelfed] {
+        let stub = StubInstance::start(flavour).await;
+        assert_eq!(verify(&stub, "tok-carol").await.status, 401, "{flavour:?}");
+        stub.accept_token("tok-carol", "carol");
+        stub.accept_token("tok-dave", "dave");
+        let carol = verify(&stub, "tok-carol").await;
+        assert_eq!(carol.status, 200, "{flavour:?}: {}", carol.text());
+        let carol = carol.json();
+        assert_eq!(carol["username"], "carol");
+        assert_eq!(carol["acct"], "carol");
+        assert_eq!(carol["display_name"], "Carol");
+        assert_eq!(
+            carol["avatar"],
+            "https://media.stub.example/avatars/carol.png"
+        );
+        assert_eq!(carol["avatar"], StubInstance::avatar_of("carol"));
+        let expected = stub.account_for("carol");
+        assert_eq!(carol["id"], expected.id);
+        assert!(
+            expected.id.len() == 18 && expected.id.chars().all(|c| c.is_ascii_digit()),
+            "{}",
+            expected.id
+        );
+        assert_eq!(carol["followers_count"], expected.followers_count);
+        assert_eq!(carol["following_count"], expected.following_count);
+        assert_eq!(carol["statuses_count"], expected.statuses_count);
+        let dave = verify(&stub, "tok-dave").await.json();
+        assert_eq!(dave["username"], "dave");
+        assert_ne!(dave["id"], carol["id"], "one id per account");
+        // Not something /oauth/token issued.
+        assert!(stub.issued_tokens().is_empty());
+        assert_eq!(stub.accepted_tokens().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn accounts_for_a_username_are_stable_and_the_builders_account_is_reused() {
+    let one = StubInstance::builder(Flavour::Mastodon43)
+        .with_account("bob", "Bob B.")
+        .with_counts(1, 2, 3)
+        .start()
+        .await;
+    let two = StubInstance::start(Flavour::Pixelfed).await;
+    assert_eq!(one.account_for("erin").id, two.account_for("erin").id);
+    assert_eq!(one.account_for("erin").id, one.account_for("erin").id);
+    // The builder's account is the one both the OAuth flow and a token for "bob" get.
+    one.accept_token("tok-bob", "bob");
+    let bob = verify(&one, "tok-bob").await.json();
+    assert_eq!(bob["id"], one.account().id);
+    assert_eq!(bob["display_name"], "Bob B.");
+    assert_eq!(
+        (
+            bob["followers_count"].clone(),
+            bob["statuses_count"].clone()
+        ),
+        (json!(1), json!(3))
+    );
+}
+
+#[tokio::test]
+async fn new_token_makes_a_fresh_accepted_token_each_time() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let first = stub.new_token("alice");
+    let second = stub.new_token("alice");
+    assert_ne!(first, second);
+    assert!(first.starts_with("tok-alice-"), "{first}");
+    for token in [&first, &second] {
+        assert_eq!(verify(&stub, token).await.json()["username"], "alice");
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_token_can_be_revoked_replaced_or_lack_the_read_scope() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.accept_token("tok-1", "carol");
+    stub.revoke_token("tok-1");
+    assert_eq!(verify(&stub, "tok-1").await.status, 401);
+    assert_eq!(stub.revoked_tokens(), vec!["tok-1".to_owned()]);
+
+    stub.accept_token("tok-2", "carol");
+    stub.accept_token("tok-2", "dave");
+    assert_eq!(verify(&stub, "tok-2").await.json()["username"], "dave");
+
+    let mut account = stub.account_for("frank");
+    account.display_name = "Frank the Tank".into();
+    account.avatar = None;
+    stub.accept_token_for("tok-3", account.clone(), &["read:accounts"]);
+    let frank = verify(&stub, "tok-3").await.json();
+    assert_eq!(frank["display_name"], "Frank the Tank");
+    assert_eq!(frank["avatar"], stub.url("/avatars/original/missing.png"));
+    stub.accept_token_for("tok-4", account, &["write"]);
+    assert_eq!(verify(&stub, "tok-4").await.status, 403);
+
+    // It belongs to the application created in the settings: another app cannot revoke it.
+    let app = register_mastodon_app(&stub, "read").await;
+    let reply = Req::post_form(
+        "/oauth/revoke",
+        &[
+            ("client_id", &app.client_id),
+            ("client_secret", &app.client_secret),
+            ("token", "tok-2"),
+        ],
+    )
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(verify(&stub, "tok-2").await.status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Pixelfed
 // ---------------------------------------------------------------------------------------------
 

@@ -1,7 +1,15 @@
 //! The test harness: a tether instance on a fresh database (a temp SQLite file, or a fresh
 //! PostgreSQL schema when `TETHER_TEST_POSTGRES_URL` is set), and `Browser`s that keep their own
 //! cookies, so one test can play several people or several devices against the same server.
+//!
+//! Each `TestApp` also starts two stub instances on loopback ports (`app.mastodon`, a Mastodon
+//! 4.3, and `app.pixelfed`), allow-listed in `outbound_allow_private`, because tether verifies
+//! every access token with its instance before storing a platform. `Browser::add_platform`
+//! connects `https://mastodon.social` / `https://pixelfed.social` to those stubs
+//! ([`TestApp::origin_of`]) with a token the stub accepts for the account.
 #![allow(dead_code)]
+
+pub mod stub_instance;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,6 +22,8 @@ use tempfile::TempDir;
 
 use rocket_db_pools::Database;
 use tether::db::{Db, DbConn};
+
+use stub_instance::{Flavour, StubInstance};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -47,13 +57,36 @@ macro_rules! backend_test {
     };
 }
 
+/// The public instances the tests name, and which stub stands in for each.
+pub const MASTODON_SOCIAL: &str = "https://mastodon.social";
+pub const PIXELFED_SOCIAL: &str = "https://pixelfed.social";
+
 pub struct TestApp {
     pub client: Client,
+    /// Stands in for `https://mastodon.social` (a Mastodon 4.3).
+    pub mastodon: StubInstance,
+    /// Stands in for `https://pixelfed.social`.
+    pub pixelfed: StubInstance,
     _dir: TempDir,
     pg_schema: Option<(String, String)>,
 }
 
-fn base_figment(dir: &TempDir, url: &str) -> Figment {
+/// The two stubs a `TestApp` talks to, started before Rocket so their ports can be allow-listed.
+fn start_stubs() -> (StubInstance, StubInstance) {
+    (
+        StubInstance::builder(Flavour::Mastodon43).start_blocking(),
+        StubInstance::builder(Flavour::Pixelfed).start_blocking(),
+    )
+}
+
+/// The base configuration; `outbound_allow_private` names the stubs, so a `config = |f| …`
+/// that wants more entries can extend what it finds there.
+fn base_figment(
+    dir: &TempDir,
+    url: &str,
+    mastodon: &StubInstance,
+    pixelfed: &StubInstance,
+) -> Figment {
     tether::config::figment()
         .merge(("databases.tether.url", url))
         .merge(("databases.tether.max_connections", 4))
@@ -63,6 +96,10 @@ fn base_figment(dir: &TempDir, url: &str) -> Figment {
         .merge(("token_key", "q6kJ0fQ4yZ0m3m6mYQ0x9w3m0o8mD9b1S4C6vS0q2mE="))
         .merge(("log_level", "off"))
         .merge(("cli_colors", false))
+        .merge((
+            "outbound_allow_private",
+            vec![mastodon.host_port(), pixelfed.host_port()],
+        ))
 }
 
 impl TestApp {
@@ -83,12 +120,15 @@ impl TestApp {
     ) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
-        let figment = configure(base_figment(&dir, &url));
+        let (mastodon, pixelfed) = start_stubs();
+        let figment = configure(base_figment(&dir, &url, &mastodon, &pixelfed));
         let client = Client::untracked(tether::rocket_from(figment).mount("/", routes))
             .await
             .expect("tether ignites on SQLite");
         TestApp {
             client,
+            mastodon,
+            pixelfed,
             _dir: dir,
             pg_schema: None,
         }
@@ -119,20 +159,55 @@ impl TestApp {
         let separator = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
         let dir = tempfile::tempdir().expect("temp dir");
-        let figment = configure(base_figment(&dir, &url));
+        let (mastodon, pixelfed) = start_stubs();
+        let figment = configure(base_figment(&dir, &url, &mastodon, &pixelfed));
         let client = Client::untracked(tether::rocket_from(figment).mount("/", routes))
             .await
             .expect("tether ignites on PostgreSQL");
         Some(TestApp {
             client,
+            mastodon,
+            pixelfed,
             _dir: dir,
             pg_schema: Some((base, schema)),
+        })
+    }
+
+    /// Where tether reaches an instance the tests name: `https://mastodon.social` → the
+    /// Mastodon stub's origin (`http://127.0.0.1:PORT`), `https://pixelfed.social` → the Pixelfed
+    /// stub's; any other value unchanged. What tether stores as the platform's instance URL.
+    pub fn origin_of(&self, instance: &str) -> String {
+        match self.stub_for(instance) {
+            Some(stub) => stub.origin(),
+            None => instance.to_string(),
+        }
+    }
+
+    /// The host tether names an instance by in its messages (`127.0.0.1` for a stub).
+    pub fn host_of(&self, instance: &str) -> String {
+        let origin = self.origin_of(instance);
+        url::Url::parse(&origin)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or(origin)
+    }
+
+    /// The stub behind `instance`: a public name it stands in for, or its own origin.
+    pub fn stub_for(&self, instance: &str) -> Option<&StubInstance> {
+        let instance = instance.trim_end_matches('/');
+        [&self.mastodon, &self.pixelfed].into_iter().find(|stub| {
+            let public = match stub.flavour() {
+                Flavour::Mastodon43 => MASTODON_SOCIAL,
+                Flavour::Pixelfed => PIXELFED_SOCIAL,
+            };
+            instance == public || instance == stub.origin()
         })
     }
 
     pub fn browser(&self) -> Browser<'_> {
         Browser {
             client: &self.client,
+            app: self,
             jar: Mutex::new(HashMap::new()),
             headers: Mutex::new(Vec::new()),
         }
@@ -273,6 +348,8 @@ pub fn meta_csrf(body: &str) -> Option<String> {
 /// One browser: its own cookie jar, sent with every request and updated from every response.
 pub struct Browser<'a> {
     pub client: &'a Client,
+    /// The app this browser talks to, and its stub instances.
+    pub app: &'a TestApp,
     jar: Mutex<HashMap<String, String>>,
     headers: Mutex<Vec<(String, String)>>,
 }
@@ -473,8 +550,13 @@ impl<'a> Browser<'a> {
         self.submit("/dashboard", "/logout", &[]).await
     }
 
-    /// Connects a Mastodon account; returns its id.
+    /// Connects a Mastodon account with the token form; returns its id. `instance` goes through
+    /// [`TestApp::origin_of`] (so `https://mastodon.social` is the Mastodon stub), and the stub
+    /// behind it is given a fresh token for `account` first, as if the user had created it in the
+    /// instance's settings.
     pub async fn add_platform(&self, name: &str, instance: &str, account: &str) -> i64 {
+        let origin = self.app.origin_of(instance);
+        let token = self.token_for(instance, account);
         let page = self
             .submit(
                 "/platforms/new",
@@ -482,9 +564,9 @@ impl<'a> Browser<'a> {
                 &[
                     ("name", name),
                     ("platform_type", "mastodon"),
-                    ("instance_url", instance),
+                    ("instance_url", &origin),
                     ("username", account),
-                    ("access_token", "token-for-tests-0123456789"),
+                    ("access_token", &token),
                 ],
             )
             .await;
@@ -495,6 +577,22 @@ impl<'a> Browser<'a> {
             page.body
         );
         self.platform_id(name).await
+    }
+
+    /// A fresh token the stub behind `instance` accepts for `account` (`@alice`,
+    /// `alice@host` and `alice` all mean the account `alice`); a made-up one when no stub is
+    /// behind it.
+    pub fn token_for(&self, instance: &str, account: &str) -> String {
+        let username = account
+            .trim()
+            .trim_start_matches('@')
+            .split('@')
+            .next()
+            .unwrap_or_default();
+        match self.app.stub_for(instance) {
+            Some(stub) => stub.new_token(username),
+            None => "token-for-tests-0123456789".to_string(),
+        }
     }
 
     /// The id of this user's platform called `name`, via the JSON API.

@@ -29,6 +29,11 @@
 //!   `expires_in`, `refresh_token` grant that rotates both tokens (the old access token is revoked
 //!   too, as league/oauth2-server does). PKCE is accepted but not checked by default.
 //!   Errors use Laravel's shapes (`{"message": …}`), rate limits Laravel's headers.
+//! - Both: pre-issued access tokens ([`StubInstance::accept_token`]), as if the user had created
+//!   an application in the instance's settings and copied its token; `verify_credentials`
+//!   answers them with the account they were issued for. They belong to no app registered over
+//!   the API (so `/oauth/revoke` by tether's app answers 403 for them), never expire, and are not
+//!   in [`StubInstance::issued_tokens`] (which lists what `/oauth/token` issued).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -190,6 +195,19 @@ impl IssuedToken {
         !self.revoked && self.expires_at.is_none_or(|at| Instant::now() < at)
     }
 }
+
+/// An access token created in the instance's settings (see [`StubInstance::accept_token`]).
+#[derive(Clone, Debug)]
+pub struct AcceptedToken {
+    pub access_token: String,
+    pub account: StubAccount,
+    pub scopes: Vec<String>,
+    pub revoked: bool,
+}
+
+/// The scopes a pre-issued token has unless told otherwise (Mastodon's "New application"
+/// defaults, which include `read`).
+pub const PRE_ISSUED_SCOPES: &[&str] = &["read", "write", "follow"];
 
 /// One request as the stub received it.
 #[derive(Clone, Debug)]
@@ -557,7 +575,8 @@ impl StubInstance {
         self.shared.lock().revoked.clone()
     }
 
-    /// Revokes an access token from the instance's side (the user removed the app in settings).
+    /// Revokes an access token from the instance's side (the user removed the app in settings);
+    /// pre-issued tokens too.
     pub fn revoke_token(&self, access_token: &str) {
         let mut state = self.shared.lock();
         state.revoke(access_token);
@@ -569,6 +588,54 @@ impl StubInstance {
         for token in &mut self.shared.lock().tokens {
             token.expires_at = Some(now);
         }
+    }
+
+    /// The account this instance has for `username`: the builder's account when the name is
+    /// its username (so a token and the OAuth flow agree on who that is), otherwise one made up
+    /// from the name, the same every time: a stable numeric id, display name = the name with a
+    /// capital first letter, `acct` = the name, counts derived from it, and the avatar
+    /// [`StubInstance::avatar_of`].
+    pub fn account_for(&self, username: &str) -> StubAccount {
+        if username == self.shared.account.username {
+            return self.shared.account.clone();
+        }
+        derived_account(username)
+    }
+
+    /// The https avatar URL of a made-up account (`https://media.stub.example/avatars/<username>.png`).
+    pub fn avatar_of(username: &str) -> String {
+        format!("https://media.stub.example/avatars/{username}.png")
+    }
+
+    /// Accepts `token` from now on as an access token for `username`'s account
+    /// ([`StubInstance::account_for`]), with [`PRE_ISSUED_SCOPES`]: what the user gets by creating
+    /// an application in the instance's settings. Accepting a token again replaces its account.
+    pub fn accept_token(&self, token: &str, username: &str) {
+        self.accept_token_for(token, self.account_for(username), PRE_ISSUED_SCOPES);
+    }
+
+    /// [`StubInstance::accept_token`] with an account and scopes of the test's choosing.
+    pub fn accept_token_for(&self, token: &str, account: StubAccount, scopes: &[&str]) {
+        let mut state = self.shared.lock();
+        state.accepted.retain(|t| t.access_token != token);
+        state.accepted.push(AcceptedToken {
+            access_token: token.to_owned(),
+            account,
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            revoked: false,
+        });
+    }
+
+    /// A fresh random token (`tok-<username>-<hex>`), accepted for `username`.
+    pub fn new_token(&self, username: &str) -> String {
+        let token = format!("tok-{username}-{}", random_hex(16));
+        self.accept_token(&token, username);
+        token
+    }
+
+    /// Every pre-issued token, in the order accepted, revoked ones included.
+    pub fn accepted_tokens(&self) -> Vec<AcceptedToken> {
+        self.shared.lock().accepted.clone()
     }
 
     /// Plays the browser: GETs `authorize_url` (which must point at this stub) and returns the
@@ -648,6 +715,7 @@ struct State {
     apps: Vec<RegisteredApp>,
     codes: HashMap<String, IssuedCode>,
     tokens: Vec<IssuedToken>,
+    accepted: Vec<AcceptedToken>,
     revoked: Vec<String>,
     requests: Vec<RecordedRequest>,
     one_shot: Vec<(String, Fault)>,
@@ -670,6 +738,16 @@ impl State {
     fn revoke(&mut self, access_token: &str) {
         if let Some(token) = self
             .tokens
+            .iter_mut()
+            .find(|t| t.access_token == access_token)
+        {
+            if !token.revoked {
+                token.revoked = true;
+                self.revoked.push(access_token.to_owned());
+            }
+        }
+        if let Some(token) = self
+            .accepted
             .iter_mut()
             .find(|t| t.access_token == access_token)
         {
@@ -1321,6 +1399,28 @@ fn oauth_metadata(shared: &Shared) -> Response {
     )
 }
 
+/// A made-up account for `username`, the same every time (see [`StubInstance::account_for`]).
+fn derived_account(username: &str) -> StubAccount {
+    let digest = Sha256::digest(username.as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    let mut display_name = String::new();
+    let mut chars = username.chars();
+    if let Some(first) = chars.next() {
+        display_name.extend(first.to_uppercase());
+        display_name.push_str(chars.as_str());
+    }
+    StubAccount {
+        // Snowflake-like, 18 digits, like Mastodon's ids.
+        id: format!("1{:017}", n % 100_000_000_000_000_000),
+        username: username.to_owned(),
+        display_name,
+        avatar: Some(StubInstance::avatar_of(username)),
+        followers_count: n % 1000,
+        following_count: (n / 1000) % 1000,
+        statuses_count: (n / 1_000_000) % 10_000,
+    }
+}
+
 fn random_urlsafe(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::thread_rng().fill_bytes(&mut buf);
@@ -1790,6 +1890,10 @@ fn revoke(shared: &Shared, request: &RecordedRequest) -> Response {
         return unauthorized();
     }
     if let Some(token) = request.param("token") {
+        if state.accepted.iter().any(|t| t.access_token == token) {
+            // Created in the settings: it belongs to that application, not to the caller's.
+            return unauthorized();
+        }
         if let Some(found) = state.tokens.iter().find(|t| t.access_token == token) {
             if found.client_id != app.client_id {
                 return unauthorized();
@@ -1816,18 +1920,26 @@ fn verify_credentials(shared: &Shared, request: &RecordedRequest) -> Response {
     let Some(bearer) = bearer else {
         return unauthenticated();
     };
-    let token = shared
-        .lock()
-        .tokens
-        .iter()
-        .find(|t| t.access_token == bearer && t.usable())
-        .cloned();
-    let Some(token) = token else {
+    let found = {
+        let state = shared.lock();
+        let issued = state
+            .tokens
+            .iter()
+            .find(|t| t.access_token == bearer && t.usable())
+            .map(|t| (t.scopes.clone(), shared.account.clone()));
+        issued.or_else(|| {
+            state
+                .accepted
+                .iter()
+                .find(|t| t.access_token == bearer && !t.revoked)
+                .map(|t| (t.scopes.clone(), t.account.clone()))
+        })
+    };
+    let Some((scopes, account)) = found else {
         return unauthenticated();
     };
     if shared.flavour == Flavour::Mastodon43
-        && !token
-            .scopes
+        && !scopes
             .iter()
             .any(|s| s == "read" || s == "read:accounts" || s == "profile")
     {
@@ -1836,7 +1948,7 @@ fn verify_credentials(shared: &Shared, request: &RecordedRequest) -> Response {
             json!({ "error": "This action is outside the authorized scopes" }),
         );
     }
-    let account = &shared.account;
+    let account = &account;
     let origin = &shared.origin;
     let (url, uri, default_avatar) = match shared.flavour {
         Flavour::Mastodon43 => (
