@@ -23,17 +23,32 @@ backend_test!(async fn platforms_endpoint_lists_the_contract_fields(app) {
     let platform = body["platforms"][0].as_object().unwrap();
     let mut keys: Vec<&str> = platform.keys().map(String::as_str).collect();
     keys.sort_unstable();
+    // The platform's own fields, then the copy of the account the instance reported.
     assert_eq!(
         keys,
-        ["id", "instance_url", "is_active", "is_default", "name", "platform_type", "username"]
+        [
+            "account_id", "acct", "avatar_url", "display_name", "followers_count", "following_count",
+            "id", "instance_url", "is_active", "is_default", "name", "needs_reconnect",
+            "platform_type", "statuses_count", "username", "verified_at",
+        ]
     );
+    assert!(keys.iter().all(|k| !k.contains("token") && !k.contains("secret")), "{keys:?}");
     assert_eq!(platform["platform_type"], "mastodon");
+    let account = app.mastodon.account_for("alice");
+    assert_eq!(platform["instance_url"], app.origin_of("https://mastodon.social"));
+    assert_eq!(platform["username"], "alice");
+    assert_eq!(platform["account_id"], account.id);
+    assert_eq!(platform["acct"], "alice");
+    assert_eq!(platform["display_name"], account.display_name);
+    assert_eq!(platform["followers_count"], account.followers_count);
+    assert_eq!(platform["needs_reconnect"], false);
+    assert!(platform["verified_at"].is_string(), "{platform:?}");
     assert_eq!(body["active_platform_id"], platform["id"]);
 });
 
 backend_test!(async fn switching_changes_only_this_sessions_active_platform(app) {
     let laptop = app.user_with_platform("alice").await;
-    let second = laptop.add_platform("Second", "https://fosstodon.org", "alice").await;
+    let second = laptop.add_platform("Second", "https://pixelfed.social", "alice").await;
     let phone = app.browser();
     phone.login("alice", common::PASSWORD).await.assert_redirect("/dashboard");
 
@@ -99,7 +114,7 @@ backend_test!(async fn switch_refuses_bad_requests_with_json_errors(app) {
 
 backend_test!(async fn switching_to_a_deactivated_platform_is_422(app) {
     let alice = app.user_with_platform("alice").await;
-    let second = alice.add_platform("Second", "https://fosstodon.org", "alice").await;
+    let second = alice.add_platform("Second", "https://pixelfed.social", "alice").await;
     app.exec("UPDATE platform_connections SET is_active = FALSE WHERE id = $1", vec![tether::db::Value::Int(second)]).await;
     let token = alice.csrf_from("/dashboard").await;
     let page = alice

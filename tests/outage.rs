@@ -8,7 +8,11 @@
 //!
 //! The cluster is made with `initdb` in a temp dir and served by `pg_ctl` on a free loopback
 //! port; it is stopped and removed when the test ends, however it ends. Without the PostgreSQL
-//! binaries the test is skipped with a note, unless `TETHER_REQUIRE_POSTGRES` is set.
+//! binaries the test is skipped with a note, unless `TETHER_REQUIRE_POSTGRES` is set. The
+//! platform is connected on a stub Mastodon instance (tether verifies tokens with the instance).
+
+#[path = "common/stub_instance.rs"]
+mod stub_instance;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,6 +23,8 @@ use rocket::http::{ContentType, Status};
 use rocket::local::asynchronous::Client;
 use serde_json::Value;
 use tempfile::TempDir;
+
+use stub_instance::{Flavour, StubInstance};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// `databases.tether.connect_timeout` for this test, in seconds.
@@ -245,7 +251,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 // tether, in process
 // ---------------------------------------------------------------------------------------------
 
-fn figment(dir: &TempDir, url: &str) -> Figment {
+/// tether on `url`, allowed to call the stub instance at `instance` (`127.0.0.1:PORT`).
+fn figment(dir: &TempDir, url: &str, instance: &str) -> Figment {
     use base64::Engine as _;
     use rand::RngCore;
     let key = || {
@@ -262,6 +269,7 @@ fn figment(dir: &TempDir, url: &str) -> Figment {
         .merge(("token_key", key()))
         .merge(("log_level", "off"))
         .merge(("cli_colors", false))
+        .merge(("outbound_allow_private", vec![instance.to_string()]))
 }
 
 /// A response read to the end, and how long it took.
@@ -381,8 +389,10 @@ async fn database_outage_answers_503_quickly_and_the_session_survives_recovery()
         blocking(move || cluster.start()).await;
     }
 
+    let mastodon = StubInstance::builder(Flavour::Mastodon43).start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = Client::tracked(tether::rocket_from(figment(&dir, &cluster.url())))
+    let figment = figment(&dir, &cluster.url(), &mastodon.host_port());
+    let client = Client::tracked(tether::rocket_from(figment))
         .await
         .expect("tether ignites on the private cluster");
     let browser = Browser { client };
@@ -412,9 +422,9 @@ async fn database_outage_answers_503_quickly_and_the_session_survives_recovery()
             &[
                 ("name", "Olive main"),
                 ("platform_type", "mastodon"),
-                ("instance_url", "https://mastodon.example"),
+                ("instance_url", &mastodon.origin()),
                 ("username", "olive"),
-                ("access_token", "token-for-tests-0123456789"),
+                ("access_token", &mastodon.new_token("olive")),
             ],
         )
         .await;

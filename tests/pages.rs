@@ -50,7 +50,7 @@ backend_test!(async fn every_page_shares_the_accessible_layout_without_inline_co
 
 backend_test!(async fn the_layout_shows_user_active_platform_and_switcher(app) {
     let alice = app.user_with_platform("alice").await;
-    alice.add_platform("Second", "https://fosstodon.org", "alice").await;
+    alice.add_platform("Second", "https://pixelfed.social", "alice").await;
     let page = alice.get("/platforms").await;
     assert!(page.body.contains("site-header__user\">alice<"));
     assert!(page.body.contains("data-active-name>alice main<"));

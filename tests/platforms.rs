@@ -21,15 +21,28 @@ async fn stored_token(app: &TestApp, id: i64) -> (Vec<u8>, String) {
     (blob, plain)
 }
 
+/// The token the stub most recently accepted (the one `add_platform` just used).
+fn last_token(stub: &common::stub_instance::StubInstance) -> String {
+    stub.accepted_tokens()
+        .last()
+        .expect("a token was accepted")
+        .access_token
+        .clone()
+}
+
 backend_test!(async fn first_platform_becomes_default_and_active(app) {
     let bob = app.browser();
     bob.register("bob").await;
+    app.pixelfed.accept_token("abc123", "bob");
+    let pixelfed = app.origin_of("https://pixelfed.social");
+    // Typed the way people type: an upper-case scheme, a trailing slash, a full handle.
+    let typed = format!("{}/", pixelfed.replacen("http", "HTTP", 1));
     let page = bob
         .submit("/platforms/new", "/platforms", &[
             ("name", "Main"),
             ("platform_type", "pixelfed"),
-            ("instance_url", "Pixelfed.Social/"),
-            ("username", "@bob@pixelfed.social"),
+            ("instance_url", &typed),
+            ("username", &format!("@bob@{}", app.pixelfed.host_port())),
             ("access_token", "abc123"),
         ])
         .await;
@@ -37,13 +50,14 @@ backend_test!(async fn first_platform_becomes_default_and_active(app) {
     let dashboard = bob.follow(&page).await;
     assert_eq!(dashboard.status, Status::Ok);
     assert!(dashboard.body.contains("Connected Main."));
-    assert!(dashboard.body.contains("https://pixelfed.social"));
+    assert!(dashboard.body.contains(&pixelfed), "{}", dashboard.body);
     assert!(dashboard.body.contains("Pixelfed"));
     let list = bob.get("/api/platforms").await.json();
     let platform = &list["platforms"][0];
     assert_eq!(platform["is_default"], true);
     assert_eq!(platform["is_active"], true);
     assert_eq!(platform["username"], "bob");
+    assert_eq!(platform["instance_url"], pixelfed.as_str());
     assert_eq!(list["active_platform_id"], platform["id"]);
     let second = bob.add_platform("Second", "https://mastodon.social", "bob").await;
     let list = bob.get("/api/platforms").await.json();
@@ -54,12 +68,14 @@ backend_test!(async fn first_platform_becomes_default_and_active(app) {
 backend_test!(async fn access_tokens_are_encrypted_at_rest_and_never_shown(app) {
     let alice = app.user_with_platform("alice").await;
     let id = alice.platform_id("alice main").await;
+    let token = last_token(&app.mastodon);
     let (blob, plain) = stored_token(&app, id).await;
-    assert_eq!(plain, "token-for-tests-0123456789");
-    assert!(!String::from_utf8_lossy(&blob).contains("token-for-tests"));
+    assert_eq!(plain, token);
+    assert!(!String::from_utf8_lossy(&blob).contains(&token));
+    assert!(!String::from_utf8_lossy(&blob).contains("tok-alice"));
     for uri in ["/dashboard", "/platforms", &format!("/platforms/{id}/edit"), "/api/platforms"] {
         let page = alice.get(uri).await;
-        assert!(!page.body.contains("token-for-tests"), "{uri} shows the token");
+        assert!(!page.body.contains(&token), "{uri} shows the token");
         assert!(!page.body.contains("access_token_encrypted"), "{uri}");
     }
 });
@@ -106,13 +122,16 @@ backend_test!(async fn invalid_platform_form_is_422_with_errors_by_fields_and_va
 
 backend_test!(async fn duplicate_name_or_account_is_refused_per_user(app) {
     let alice = app.user_with_platform("alice").await;
+    // The same instance typed differently, the same account in other case, a valid token.
+    let typed = format!("{}/", app.origin_of("https://mastodon.social").replacen("http", "HTTP", 1));
+    let token = alice.token_for("https://mastodon.social", "alice");
     let page = alice
         .submit("/platforms/new", "/platforms", &[
             ("name", "alice main"),
             ("platform_type", "mastodon"),
-            ("instance_url", "https://MASTODON.social"),
+            ("instance_url", &typed),
             ("username", "ALICE"),
-            ("access_token", "t0k3n"),
+            ("access_token", &token),
         ])
         .await;
     assert_eq!(page.status, Status::UnprocessableEntity);
@@ -125,6 +144,9 @@ backend_test!(async fn duplicate_name_or_account_is_refused_per_user(app) {
 backend_test!(async fn editing_with_a_blank_token_keeps_the_old_one(app) {
     let alice = app.user_with_platform("alice").await;
     let id = alice.platform_id("alice main").await;
+    let old_token = last_token(&app.mastodon);
+    let mastodon = app.origin_of("https://mastodon.social");
+    app.mastodon.accept_token("brand-new-token", "alice");
     let edit = alice.get(&format!("/platforms/{id}/edit")).await;
     assert_eq!(edit.status, Status::Ok);
     assert!(edit.body.contains("value=\"alice main\""));
@@ -132,7 +154,7 @@ backend_test!(async fn editing_with_a_blank_token_keeps_the_old_one(app) {
         .submit(&format!("/platforms/{id}/edit"), &format!("/platforms/{id}"), &[
             ("name", "Renamed"),
             ("platform_type", "mastodon"),
-            ("instance_url", "https://mastodon.social"),
+            ("instance_url", &mastodon),
             ("username", "alice"),
             ("access_token", ""),
             ("is_active", "true"),
@@ -140,12 +162,12 @@ backend_test!(async fn editing_with_a_blank_token_keeps_the_old_one(app) {
         .await;
     page.assert_redirect("/platforms");
     assert!(alice.follow(&page).await.body.contains("Saved Renamed."));
-    assert_eq!(stored_token(&app, id).await.1, "token-for-tests-0123456789");
+    assert_eq!(stored_token(&app, id).await.1, old_token);
     alice
         .submit(&format!("/platforms/{id}/edit"), &format!("/platforms/{id}"), &[
             ("name", "Renamed"),
             ("platform_type", "mastodon"),
-            ("instance_url", "https://mastodon.social"),
+            ("instance_url", &mastodon),
             ("username", "alice"),
             ("access_token", "brand-new-token"),
             ("is_active", "true"),
@@ -158,12 +180,12 @@ backend_test!(async fn editing_with_a_blank_token_keeps_the_old_one(app) {
 backend_test!(async fn deactivating_the_active_platform_makes_the_dashboard_fall_back(app) {
     let alice = app.user_with_platform("alice").await;
     let first = alice.platform_id("alice main").await;
-    let second = alice.add_platform("Second", "https://fosstodon.org", "alice").await;
+    let second = alice.add_platform("Second", "https://pixelfed.social", "alice").await;
     let page = alice
         .submit(&format!("/platforms/{first}/edit"), &format!("/platforms/{first}"), &[
             ("name", "alice main"),
             ("platform_type", "mastodon"),
-            ("instance_url", "https://mastodon.social"),
+            ("instance_url", &app.origin_of("https://mastodon.social")),
             ("username", "alice"),
         ])
         .await;
@@ -187,7 +209,7 @@ backend_test!(async fn deactivating_the_active_platform_makes_the_dashboard_fall
 
 backend_test!(async fn make_default_moves_the_single_default(app) {
     let alice = app.user_with_platform("alice").await;
-    let second = alice.add_platform("Second", "https://fosstodon.org", "alice").await;
+    let second = alice.add_platform("Second", "https://pixelfed.social", "alice").await;
     let token = alice.csrf_from("/platforms").await;
     let page = alice.post_form(&format!("/platforms/{second}/default"), &[("csrf_token", &token)]).await;
     page.assert_redirect("/platforms");
@@ -201,7 +223,7 @@ backend_test!(async fn make_default_moves_the_single_default(app) {
 backend_test!(async fn deleting_a_platform_removes_it_and_promotes_a_new_default(app) {
     let alice = app.user_with_platform("alice").await;
     let first = alice.platform_id("alice main").await;
-    let second = alice.add_platform("Second", "https://fosstodon.org", "alice").await;
+    let second = alice.add_platform("Second", "https://pixelfed.social", "alice").await;
     let token = alice.csrf_from("/platforms").await;
     let page = alice.post_form(&format!("/platforms/{first}/delete"), &[("csrf_token", &token)]).await;
     page.assert_redirect("/platforms");
@@ -255,7 +277,7 @@ backend_test!(async fn another_users_or_a_missing_platform_is_404_and_unchanged(
 
 backend_test!(async fn no_js_switch_changes_the_dashboard(app) {
     let alice = app.user_with_platform("alice").await;
-    let second = alice.add_platform("Second", "https://fosstodon.org", "alice").await;
+    let second = alice.add_platform("Second", "https://pixelfed.social", "alice").await;
     let token = alice.csrf_from("/dashboard").await;
     let page = alice.post_form(&format!("/platforms/{second}/switch"), &[("csrf_token", &token)]).await;
     page.assert_redirect("/dashboard");
@@ -272,11 +294,12 @@ backend_test!(async fn user_typed_text_is_escaped_everywhere(app) {
         .submit("/platforms/new", "/platforms", &[
             ("name", name),
             ("platform_type", "mastodon"),
-            ("instance_url", "https://mastodon.social"),
+            ("instance_url", &app.origin_of("https://mastodon.social")),
             ("username", "alice"),
-            ("access_token", "t0k3n"),
+            ("access_token", &alice.token_for("https://mastodon.social", "alice")),
         ])
         .await;
+    page.assert_redirect("/dashboard");
     let dashboard = alice.follow(&page).await;
     assert!(!dashboard.body.contains(name), "raw markup in page");
     assert!(dashboard.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));

@@ -10,7 +10,12 @@
 //!   switch, its logout and the failed-login count made on one are honoured by the other.
 //!
 //! Each process gets its own free loopback port, a temp working directory and data directory,
-//! and is killed when its guard drops. Every wait is bounded.
+//! and is killed when its guard drops. Every wait is bounded. Platforms are connected on a stub
+//! Mastodon instance the test starts, allow-listed with `ROCKET_OUTBOUND_ALLOW_PRIVATE`, because
+//! tether verifies every token with its instance.
+
+#[path = "common/stub_instance.rs"]
+mod stub_instance;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
+
+use stub_instance::{Flavour, StubInstance};
 
 const PASSWORD: &str = "correct horse battery staple";
 const WRONG_PASSWORD: &str = "not the right password at all";
@@ -188,6 +195,11 @@ fn capture(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Join
 impl Tether {
     /// Starts `tether serve` with `ROCKET_DATABASES=database` on a free port; does not wait.
     fn spawn(database: &str, keys: &Keys, log_level: &str) -> Tether {
+        Tether::spawn_with(database, keys, log_level, &[])
+    }
+
+    /// `spawn`, with more `ROCKET_*` variables.
+    fn spawn_with(database: &str, keys: &Keys, log_level: &str, env: &[(&str, String)]) -> Tether {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
@@ -206,6 +218,7 @@ impl Tether {
             .env("ROCKET_TOKEN_KEY", &keys.token_key)
             .env("ROCKET_LOG_LEVEL", log_level)
             .env("ROCKET_CLI_COLORS", "false")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -229,6 +242,15 @@ impl Tether {
     /// Starts `tether serve` on `url` and waits (bounded) until `/healthz` answers 200.
     fn start(url: &str, keys: &Keys) -> Tether {
         let mut tether = Tether::spawn(&databases(url, None), keys, "normal");
+        tether.wait_healthy();
+        tether
+    }
+
+    /// `start`, allowed to call the stub `instance` (`outbound_allow_private`).
+    fn start_calling(url: &str, keys: &Keys, instance: &StubInstance) -> Tether {
+        let allow = format!("[\"{}\"]", instance.host_port());
+        let env = [("ROCKET_OUTBOUND_ALLOW_PRIVATE", allow)];
+        let mut tether = Tether::spawn_with(&databases(url, None), keys, "normal", &env);
         tether.wait_healthy();
         tether
     }
@@ -598,8 +620,10 @@ impl Browser {
         )
     }
 
-    /// Connects a Mastodon account (nothing is fetched from the instance); returns its id.
-    fn add_platform(&mut self, to: &Tether, name: &str) -> i64 {
+    /// Connects a Mastodon account on `instance` with a token it accepts; returns its id.
+    fn add_platform(&mut self, to: &Tether, instance: &StubInstance, name: &str) -> i64 {
+        let username = name.to_lowercase().replace(' ', "_");
+        let token = instance.new_token(&username);
         let res = self.submit(
             to,
             "/platforms/new",
@@ -607,9 +631,9 @@ impl Browser {
             &[
                 ("name", name),
                 ("platform_type", "mastodon"),
-                ("instance_url", "https://mastodon.example"),
-                ("username", &name.to_lowercase().replace(' ', "_")),
-                ("access_token", "token-for-tests-0123456789"),
+                ("instance_url", &instance.origin()),
+                ("username", &username),
+                ("access_token", &token),
             ],
         );
         assert_eq!(res.status, 303, "add platform {name}: {}", res.summary());
@@ -849,13 +873,14 @@ fn two_instances_share_sessions_switches_logouts_and_throttling() {
     let Some(db) = TestDb::postgres() else { return };
     // One after the other, so the second finds the migrations applied.
     let keys = Keys::random();
-    let a = Tether::start(db.url(), &keys);
-    let b = Tether::start(db.url(), &keys);
+    let mastodon = StubInstance::builder(Flavour::Mastodon43).start_blocking();
+    let a = Tether::start_calling(db.url(), &keys, &mastodon);
+    let b = Tether::start_calling(db.url(), &keys, &mastodon);
 
     let mut browser = Browser::default();
     browser.register(&a, "carol");
-    let first = browser.add_platform(&a, "Carol main");
-    let second = browser.add_platform(&a, "Carol art");
+    let first = browser.add_platform(&a, &mastodon, "Carol main");
+    let second = browser.add_platform(&a, &mastodon, "Carol art");
     let before = browser.get(&a, "/api/platforms").json();
     assert_eq!(
         before["active_platform_id"],

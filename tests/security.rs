@@ -247,7 +247,7 @@ backend_test!(async fn simultaneous_default_changes_leave_exactly_one_default(ap
     let alice = app.user_with_platform("alice").await;
     let mut ids = vec![alice.platform_id("alice main").await];
     for name in ["B", "C", "D"] {
-        ids.push(alice.add_platform(name, &format!("https://{}.example", name.to_lowercase()), "alice").await);
+        ids.push(alice.add_platform(name, "https://mastodon.social", &format!("alice_{name}")).await);
     }
     let token = alice.csrf_from("/platforms").await;
     let changes = ids.iter().rev().map(|id| {
