@@ -103,16 +103,18 @@ impl Fairing for SecurityHeaders {
     }
 
     async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        set_if_absent(res, CSP_HEADER, Csp::default().header_value());
+        let runtime = req.rocket().state::<Runtime>();
+        let mut policy = Csp::default();
+        // Avatars of allow-listed local instances may be plain http.
+        for host_port in runtime.map_or(&[][..], |r| &r.settings.outbound_allow_private[..]) {
+            policy = policy.allow_images_from(format!("http://{host_port}"));
+        }
+        set_if_absent(res, CSP_HEADER, policy.header_value());
         set_if_absent(res, "X-Content-Type-Options", "nosniff");
         set_if_absent(res, "Referrer-Policy", "same-origin");
         set_if_absent(res, "X-Frame-Options", "DENY");
         set_if_absent(res, "Cross-Origin-Opener-Policy", "same-origin");
-        if req
-            .rocket()
-            .state::<Runtime>()
-            .is_some_and(|r| r.secure_cookies)
-        {
+        if runtime.is_some_and(|r| r.secure_cookies) {
             set_if_absent(
                 res,
                 "Strict-Transport-Security",

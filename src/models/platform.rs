@@ -273,9 +273,13 @@ impl Platform {
         user_id: i64,
         id: i64,
     ) -> Result<bool, sqlx::Error> {
+        // Only when the new default qualifies: clearing the old one for an id that is not the
+        // user's active platform would leave no default at all.
         query(
             "UPDATE platform_connections SET is_default = FALSE
-             WHERE user_id = $1 AND is_default AND id <> $2",
+             WHERE user_id = $1 AND is_default AND id <> $2
+               AND EXISTS (SELECT 1 FROM platform_connections
+                           WHERE id = $2 AND user_id = $1 AND is_active)",
         )
         .bind(user_id)
         .bind(id)

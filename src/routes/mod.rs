@@ -119,25 +119,6 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::safe_next;
-
-    #[test]
-    fn next_accepts_only_local_paths() {
-        assert_eq!(safe_next(Some("/platforms?x=1")), "/platforms?x=1");
-        assert_eq!(safe_next(Some("//evil.example")), "/dashboard");
-        assert_eq!(safe_next(Some("/\\evil.example")), "/dashboard");
-        assert_eq!(safe_next(Some("https://evil.example")), "/dashboard");
-        assert_eq!(safe_next(Some("javascript:alert(1)")), "/dashboard");
-        assert_eq!(safe_next(Some("/ok\nLocation: x")), "/dashboard");
-        assert_eq!(safe_next(None), "/dashboard");
-        assert_eq!(safe_next(Some("/a b")), "/dashboard");
-        assert_eq!(safe_next(Some("/\"quoted\"")), "/dashboard");
-        assert_eq!(safe_next(Some("/caf%C3%A9")), "/caf%C3%A9");
-    }
-}
-
 /// `{{host instance_url}}`: `https://mastodon.social` → `mastodon.social`, for `@alice@host`.
 pub fn register_template_helpers(
     handlebars: &mut rocket_dyn_templates::handlebars::Handlebars<'_>,
@@ -164,4 +145,23 @@ pub fn register_template_helpers(
         Ok(())
     }
     handlebars.register_helper("host", Box::new(host));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_accepts_only_local_paths() {
+        assert_eq!(safe_next(Some("/platforms?x=1")), "/platforms?x=1");
+        assert_eq!(safe_next(Some("//evil.example")), "/dashboard");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/dashboard");
+        assert_eq!(safe_next(Some("https://evil.example")), "/dashboard");
+        assert_eq!(safe_next(Some("javascript:alert(1)")), "/dashboard");
+        assert_eq!(safe_next(Some("/ok\nLocation: x")), "/dashboard");
+        assert_eq!(safe_next(None), "/dashboard");
+        assert_eq!(safe_next(Some("/a b")), "/dashboard");
+        assert_eq!(safe_next(Some("/\"quoted\"")), "/dashboard");
+        assert_eq!(safe_next(Some("/caf%C3%A9")), "/caf%C3%A9");
+    }
 }
