@@ -818,13 +818,24 @@ fn connect_with_instance_completes_in_a_real_browser() {
         "xpath",
         "//button[normalize-space()='Connect with your instance']",
     );
-    if wait_until(CONNECT_LIMIT, || {
-        (browser.current_url() == dashboard).then_some(())
-    })
-    .is_none()
-    {
+    // Back on the dashboard, or (at once) a form-action refusal in the log.
+    let outcome = wait_until(CONNECT_LIMIT, || {
+        if browser.current_url() == dashboard {
+            return Some(Ok(()));
+        }
+        let refused = browser
+            .read_log()
+            .into_iter()
+            .find(|l| l.contains("form-action"));
+        refused.map(Err)
+    });
+    if outcome != Some(Ok(())) {
+        let why = match outcome {
+            Some(Err(refusal)) => format!("the browser refused: {refusal}"),
+            _ => format!("not back on {dashboard} within {CONNECT_LIMIT:?}"),
+        };
         panic!(
-            "the browser is not back on {dashboard} within {CONNECT_LIMIT:?}\n{}\n\
+            "connecting failed, {why}\n{}\n\
              --- stub requests ---\n{}\n--- tether ---\n{}",
             browser.describe(),
             requests(&stub),
