@@ -37,6 +37,6 @@ stub_stop() {
     kill "$STUB_PID" 2>/dev/null || true
     wait "$STUB_PID" 2>/dev/null || true
     STUB_PID=
-    cat "$STUB_LOG"
+    cat "$STUB_LOG" 2>/dev/null || true
   fi
 }
