@@ -1,5 +1,5 @@
-use rocket::get;
 use rocket::response::Redirect;
+use rocket::{get, uri};
 
 use super::Reply;
 use crate::guards::{CurrentUser, Layout};
@@ -8,7 +8,7 @@ use crate::guards::{CurrentUser, Layout};
 #[get("/")]
 pub fn index(user: Option<&CurrentUser>, layout: Layout) -> Reply {
     match user {
-        Some(_) => Reply::Redirect(Redirect::to("/dashboard")),
+        Some(_) => Reply::Redirect(Redirect::to(uri!(super::dashboard::show))),
         None => Reply::Page(layout.render("index", "Welcome", ())),
     }
 }
