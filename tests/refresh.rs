@@ -6,17 +6,18 @@ mod common;
 
 use common::stub_instance::Fault;
 use common::TestApp;
-use tether::db::{DbPool, Timestamp, Value};
+use tether::db::{Timestamp, Value};
 use tether::jobs::refresh::{run_once, Deps};
 
 const VERIFY: &str = "/api/v1/accounts/verify_credentials";
 
-/// A second process's view of the same database: its own pool, the same keys and settings.
-async fn second_process(app: &TestApp) -> Deps {
-    let first = Deps::of(app.client.rocket()).expect("app state");
-    let config = tether::db::config(app.client.rocket().figment()).expect("database config");
-    let pool = DbPool::connect(&config).await.expect("second pool");
-    Deps { pool, ..first }
+/// A second tether app on the same database (what a second process is): its own Rocket, pool,
+/// outbound client and state, built from the same configuration.
+async fn second_app(app: &TestApp) -> rocket::local::asynchronous::Client {
+    let figment = app.client.rocket().figment().clone();
+    rocket::local::asynchronous::Client::untracked(tether::rocket_from(figment))
+        .await
+        .expect("a second app ignites on the same database")
 }
 
 async fn make_all_due(app: &TestApp) {
@@ -38,7 +39,8 @@ backend_test!(async fn two_processes_refresh_each_due_platform_exactly_once(app)
     let before = app.mastodon.count(VERIFY) + app.pixelfed.count(VERIFY);
 
     let first = Deps::of(app.client.rocket()).expect("app state");
-    let second = second_process(&app).await;
+    let other = second_app(&app).await;
+    let second = Deps::of(other.rocket()).expect("second app state");
     let (a, b) = tokio::join!(run_once(&first), run_once(&second));
     let (a, b) = (a.expect("first pass"), b.expect("second pass"));
 
