@@ -52,8 +52,10 @@ pub struct UpstreamError {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UpstreamKind {
-    /// No connection could be made (refused, DNS, TLS, an address tether will not call).
+    /// No connection could be made (refused, DNS, TLS).
     Unreachable,
+    /// tether will not call it: not a public https address, and not allow-listed.
+    NotPublic,
     /// Connected, but no complete answer in time: 504.
     Timeout,
     /// It answered, but not with something tether understands (5xx, malformed, too large).
@@ -168,6 +170,10 @@ impl UpstreamError {
             UpstreamKind::Timeout => {
                 format!("{service} did not answer in time. Please try again in a moment.")
             }
+            UpstreamKind::NotPublic => format!(
+                "tether does not call {service}: it is not a public https address. An \
+                 administrator can allow a local instance with `outbound_allow_private`."
+            ),
             UpstreamKind::BadResponse(why) => {
                 format!("{service} sent an answer tether could not use ({why}). Please try again later.")
             }

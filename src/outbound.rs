@@ -394,9 +394,8 @@ impl OutboundError {
     pub fn into_upstream(self, service: &str) -> UpstreamError {
         let kind = match self {
             OutboundError::Timeout => UpstreamKind::Timeout,
-            OutboundError::NotAllowed(_) | OutboundError::Unreachable(_) => {
-                UpstreamKind::Unreachable
-            }
+            OutboundError::NotAllowed(_) => UpstreamKind::NotPublic,
+            OutboundError::Unreachable(_) => UpstreamKind::Unreachable,
             OutboundError::TooLarge => UpstreamKind::BadResponse("the answer was too large".into()),
             OutboundError::Redirect { .. } => {
                 UpstreamKind::BadResponse("it redirected to another address".into())
@@ -914,7 +913,7 @@ mod tests {
         assert_eq!(kind(OutboundError::Timeout), UpstreamKind::Timeout);
         assert_eq!(
             kind(OutboundError::NotAllowed("x".into())),
-            UpstreamKind::Unreachable
+            UpstreamKind::NotPublic
         );
         assert_eq!(
             kind(OutboundError::Unreachable("x".into())),

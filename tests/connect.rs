@@ -598,14 +598,14 @@ backend_test!(async fn private_addresses_that_are_not_allow_listed_are_never_cal
     listener.set_nonblocking(true).expect("non-blocking");
     let typed = format!("https://localhost:{}", listener.local_addr().unwrap().port());
     let page = start(&alice, &typed).await;
-    assert_refused_start(&page, &typed, "localhost could not be reached. Check the address, or try again later.");
+    assert_refused_start(&page, &typed, "tether does not call localhost: it is not a public https address. An administrator can allow a local instance with `outbound_allow_private`.");
     assert!(
         matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "tether connected to a private address that is not allow-listed"
     );
     let started = std::time::Instant::now();
     let page = start(&alice, "https://10.0.0.1").await;
-    assert_refused_start(&page, "https://10.0.0.1", "10.0.0.1 could not be reached. Check the address, or try again later.");
+    assert_refused_start(&page, "https://10.0.0.1", "tether does not call 10.0.0.1: it is not a public https address. An administrator can allow a local instance with `outbound_allow_private`.");
     assert!(started.elapsed() < std::time::Duration::from_secs(4), "refused before connecting");
     let page = start(&alice, "http://10.0.0.1").await;
     assert_refused_start(&page, "http://10.0.0.1", "Use an https:// address: tokens must not travel unencrypted.");

@@ -262,7 +262,7 @@ backend_test!(async fn a_private_address_that_is_not_allow_listed_is_refused_and
         assert_refused_at(
             &page,
             "instance_url",
-            &format!("{host} could not be reached. Check the address, or try again later."),
+            &format!("tether does not call {host}: it is not a public https address. An administrator can allow a local instance with `outbound_allow_private`."),
         );
     }
     assert!(
@@ -271,7 +271,7 @@ backend_test!(async fn a_private_address_that_is_not_allow_listed_is_refused_and
     );
     let started = std::time::Instant::now();
     let page = connect_with_token(&alice, "https://10.0.0.1", "alice", &token).await;
-    assert_refused_at(&page, "instance_url", "10.0.0.1 could not be reached. Check the address, or try again later.");
+    assert_refused_at(&page, "instance_url", "tether does not call 10.0.0.1: it is not a public https address. An administrator can allow a local instance with `outbound_allow_private`.");
     assert!(started.elapsed() < std::time::Duration::from_secs(4), "refused before connecting");
     let page = connect_with_token(&alice, "http://10.0.0.1", "alice", &token).await;
     assert_refused_at(&page, "instance_url", "Use an https:// address: tokens must not travel unencrypted.");
