@@ -51,6 +51,20 @@ pub struct Settings {
     /// Seconds after which the background task refreshes a stored account copy.
     #[serde(default = "default_refresh_interval")]
     pub account_refresh_interval: u64,
+    /// The most recent posts an alt-text scan reads.
+    #[serde(default = "default_audit_max_posts")]
+    pub audit_max_posts: u64,
+    /// Seconds between the background worker's looks for scans and descriptions to publish.
+    #[serde(default = "default_audit_poll_interval")]
+    pub audit_poll_interval: u64,
+}
+
+fn default_audit_max_posts() -> u64 {
+    400
+}
+
+fn default_audit_poll_interval() -> u64 {
+    2
 }
 
 fn default_refresh_interval() -> u64 {

@@ -31,7 +31,33 @@ csrf_protected!(
     PasswordChangeForm,
     EmailChangeForm,
     NewUserForm,
+    DescriptionForm,
 );
+
+/// What the audit page's buttons next to a description do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rocket::FromFormField)]
+pub enum DescriptionAction {
+    /// Keep it as a draft in tether.
+    Save,
+    /// Keep it, and queue it for the instance.
+    Publish,
+}
+
+/// One image's description on the audit page; `filter` and `page` bring the person back to
+/// where they were.
+#[derive(FromForm)]
+pub struct DescriptionForm {
+    #[field(default = String::new())]
+    pub description: String,
+    #[field(default = DescriptionAction::Save)]
+    pub action: DescriptionAction,
+    #[field(default = None)]
+    pub filter: Option<crate::models::MediaFilter>,
+    #[field(default = None)]
+    pub page: Option<i64>,
+    #[field(default = String::new())]
+    pub csrf_token: String,
+}
 
 /// Buttons that change state with no other input (logout, delete, switch, make default).
 #[derive(FromForm)]

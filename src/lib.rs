@@ -12,6 +12,7 @@ pub mod flash;
 pub mod forms;
 pub mod guards;
 pub mod headers;
+pub mod html_text;
 pub mod instance;
 pub mod jobs;
 pub mod models;

@@ -288,6 +288,10 @@ impl OutboundRequest {
         Self::new(Method::POST, url)
     }
 
+    pub fn put(url: Url) -> OutboundRequest {
+        Self::new(Method::PUT, url)
+    }
+
     /// `Authorization: Bearer <token>`, marked sensitive.
     pub fn bearer(mut self, token: &str) -> OutboundRequest {
         self.bearer = Some(token.to_owned());

@@ -7,7 +7,8 @@ mod common;
 use common::stub_instance::Fault;
 use common::TestApp;
 use tether::db::{Timestamp, Value};
-use tether::jobs::refresh::{run_once, Deps};
+use tether::jobs::refresh::run_once;
+use tether::jobs::Deps;
 
 const VERIFY: &str = "/api/v1/accounts/verify_credentials";
 

@@ -27,7 +27,7 @@ macro_rules! text_enum {
         impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for $ty {
             fn decode(
                 value: sqlx::sqlite::SqliteValueRef<'r>,
-            ) -> Result<Self, sqlx::error::BoxDynError> {
+            ) -> ::std::result::Result<Self, sqlx::error::BoxDynError> {
                 let text = <&str as sqlx::Decode<sqlx::Sqlite>>::decode(value)?;
                 <$ty>::parse(text).ok_or_else(|| {
                     format!("unknown {} `{}` in the database", stringify!($ty), text).into()
@@ -38,7 +38,7 @@ macro_rules! text_enum {
         impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $ty {
             fn decode(
                 value: sqlx::postgres::PgValueRef<'r>,
-            ) -> Result<Self, sqlx::error::BoxDynError> {
+            ) -> ::std::result::Result<Self, sqlx::error::BoxDynError> {
                 let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
                 <$ty>::parse(text).ok_or_else(|| {
                     format!("unknown {} `{}` in the database", stringify!($ty), text).into()

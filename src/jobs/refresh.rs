@@ -5,51 +5,16 @@ use std::time::Duration;
 
 use rocket::{Orbit, Rocket};
 
-use crate::config::Runtime;
-use crate::crypto::{PasswordHasherPool, TokenCipher};
-use crate::db::{Db, DbPool, ScopedConnection, Timestamp};
+use super::Deps;
+use crate::db::{ScopedConnection, Timestamp};
 use crate::error::Result;
-use crate::guards::{App, ClientInfo};
 use crate::models::Platform;
-use crate::outbound::Outbound;
 use crate::services::platforms::{self, Checked, REFRESH_BEFORE_EXPIRY};
 
 /// How long a claim holds: longer than one platform's calls can take (two 15 s requests).
 const CLAIM_SECONDS: i64 = 120;
 /// Platforms one pass takes on.
 const BATCH: i64 = 20;
-
-/// What a pass needs, owned, so the loop outlives the liftoff callback.
-#[derive(Clone)]
-pub struct Deps {
-    pub pool: DbPool,
-    pub runtime: Runtime,
-    pub cipher: TokenCipher,
-    pub hasher: PasswordHasherPool,
-    pub http: Outbound,
-}
-
-impl Deps {
-    pub fn of<P: rocket::Phase>(rocket: &Rocket<P>) -> Option<Deps> {
-        Some(Deps {
-            pool: (**rocket.state::<Db>()?).clone(),
-            runtime: rocket.state::<Runtime>()?.clone(),
-            cipher: rocket.state::<TokenCipher>()?.clone(),
-            hasher: rocket.state::<PasswordHasherPool>()?.clone(),
-            http: rocket.state::<Outbound>()?.clone(),
-        })
-    }
-
-    fn app(&self) -> App<'_> {
-        App {
-            runtime: &self.runtime,
-            hasher: &self.hasher,
-            cipher: &self.cipher,
-            http: &self.http,
-            client: ClientInfo::default(),
-        }
-    }
-}
 
 /// What one pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,6 +1,8 @@
 //! A model per table; each keeps its SQL beside the struct it loads. Handlers never hold SQL.
 
 pub mod audit;
+pub mod media_audit;
+pub mod media_item;
 pub mod oauth;
 pub mod platform;
 pub mod session;
@@ -8,6 +10,8 @@ pub mod throttle;
 pub mod user;
 
 pub use audit::{AuditAction, AuditEvent, NewAuditEvent, Party};
+pub use media_audit::{MediaAudit, ScanState};
+pub use media_item::{FoundMedia, MediaFilter, MediaItem, MediaState, MediaSummary};
 pub use oauth::{OAuthApp, OAuthState};
 pub use platform::{AccountCopy, NewPlatform, Platform, PlatformType, StoredSecrets};
 pub use session::{NewSession, SessionRecord, SessionSummary};

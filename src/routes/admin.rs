@@ -7,7 +7,7 @@ use rocket::response::Redirect;
 use rocket::{get, post, uri, Route};
 use serde::Serialize;
 
-use super::Reply;
+use super::{Pager, Reply};
 use crate::db::Connection;
 use crate::error::{Error, Result};
 use crate::flash::Flash;
@@ -25,15 +25,6 @@ struct UserRow {
     user: User,
     is_admin: bool,
     is_self: bool,
-}
-
-#[derive(Serialize)]
-struct Pager {
-    page: i64,
-    pages: i64,
-    total: i64,
-    prev: Option<String>,
-    next: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -58,16 +49,9 @@ struct AuditPage {
 }
 
 fn pager(page: Option<i64>, total: i64, link: impl Fn(i64) -> String) -> (Pager, i64) {
-    let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    let page = page.unwrap_or(1).clamp(1, pages);
-    let pager = Pager {
-        page,
-        pages,
-        total,
-        prev: (page > 1).then(|| link(page - 1)),
-        next: (page < pages).then(|| link(page + 1)),
-    };
-    (pager, (page - 1) * PAGE_SIZE)
+    let pager = Pager::new(page.unwrap_or(1), total, PAGE_SIZE, link);
+    let offset = (pager.page - 1) * PAGE_SIZE;
+    (pager, offset)
 }
 
 /// `/admin/users/<id>/<action>`: anything else is not a route (the fallback answers 404).

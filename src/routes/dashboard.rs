@@ -2,24 +2,35 @@ use rocket::get;
 use rocket_dyn_templates::Template;
 use serde::Serialize;
 
+use crate::db::Connection;
+use crate::error::Result;
 use crate::guards::{CurrentUser, Layout, PlatformContext};
 use crate::models::Platform;
+use crate::services::media_audit::{self, Summary};
 
 #[derive(Serialize)]
 struct DashboardPage<'a> {
     active: &'a Platform,
     active_label: &'static str,
     platforms: &'a [Platform],
+    audit: Summary,
 }
 
 /// Both guards run before this does: a request without a user or an active platform never
 /// reaches it, it ends in the catchers' recovery redirects.
 #[get("/dashboard")]
-pub fn show(_user: &CurrentUser, ctx: &PlatformContext, layout: Layout) -> Template {
+pub async fn show(
+    _user: &CurrentUser,
+    ctx: &PlatformContext,
+    layout: Layout,
+    conn: Connection<'_>,
+) -> Result<Template> {
+    let audit = media_audit::summary(&conn, &ctx.active).await?;
     let page = DashboardPage {
         active: &ctx.active,
         active_label: ctx.active.platform_type.label(),
         platforms: &ctx.platforms,
+        audit,
     };
-    layout.render("dashboard", "Dashboard", page)
+    Ok(layout.render("dashboard", "Dashboard", page))
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod health;
 pub mod home;
+pub mod media_audit;
 pub mod platforms;
 
 use rocket::response::Redirect;
@@ -35,6 +36,31 @@ pub enum Reply {
     Connect(crate::headers::WithCsp<Template>),
     #[response(status = 422)]
     InvalidConnect(crate::headers::WithCsp<Template>),
+}
+
+/// A list's page links, for `partials/pager`.
+#[derive(Debug, Serialize)]
+pub struct Pager {
+    pub page: i64,
+    pub pages: i64,
+    pub total: i64,
+    pub prev: Option<String>,
+    pub next: Option<String>,
+}
+
+impl Pager {
+    /// `page` is clamped to the pages there are; `link(n)` is page n's address.
+    pub fn new(page: i64, total: i64, page_size: i64, link: impl Fn(i64) -> String) -> Pager {
+        let pages = ((total + page_size - 1) / page_size).max(1);
+        let page = page.clamp(1, pages);
+        Pager {
+            page,
+            pages,
+            total,
+            prev: (page > 1).then(|| link(page - 1)),
+            next: (page < pages).then(|| link(page + 1)),
+        }
+    }
 }
 
 pub const MSG_CORRECT_FIELDS: &str = "Please correct the highlighted fields.";
@@ -86,6 +112,12 @@ pub fn routes() -> Vec<Route> {
         platforms::callback,
         api::platforms,
         api::switch_platform,
+        media_audit::show,
+        media_audit::scan,
+        media_audit::save,
+        media_audit::retry,
+        media_audit::publish_all,
+        media_audit::progress,
         account::show,
         account::change_password,
         account::change_email,

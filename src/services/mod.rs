@@ -9,5 +9,6 @@
 pub mod accounts;
 pub mod admin;
 pub mod connect;
+pub mod media_audit;
 pub mod platforms;
 pub mod sessions;

@@ -7,9 +7,17 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use url::Url;
 
+use crate::db::Timestamp;
 use crate::error::{UpstreamError, UpstreamKind};
 use crate::models::PlatformType;
 use crate::outbound::{Outbound, OutboundError, OutboundRequest, OutboundResponse};
+
+mod statuses;
+
+pub use statuses::{
+    edits_media_attributes, Attachment, AttachmentEdit, MediaKind, Page, RateLimit, Status,
+    StatusEdit, StatusSource,
+};
 
 /// Mastodon has granular scopes since 2.4.3; Pixelfed knows only `read write follow push`.
 pub fn scopes(kind: PlatformType) -> &'static str {
@@ -32,6 +40,12 @@ pub enum InstanceError {
     NotMastodonLike,
     /// Any other error status.
     Status(u16),
+    /// `429`: the instance's rate limit is used up until then (when it said).
+    RateLimited(Option<Timestamp>),
+    /// `404`: the post or attachment is not there (deleted, or not the token's account's).
+    NotFound,
+    /// `422`: the instance refused the content, in its own words.
+    Invalid(String),
 }
 
 impl From<OutboundError> for InstanceError {
@@ -57,6 +71,13 @@ impl InstanceError {
             InstanceError::Status(code) => {
                 format!("{host} answered with an error (HTTP {code}). Please try again later.")
             }
+            InstanceError::RateLimited(Some(until)) => format!(
+                "{host} asked tether to slow down until {}.",
+                until.display()
+            ),
+            InstanceError::RateLimited(None) => format!("{host} asked tether to slow down."),
+            InstanceError::NotFound => format!("{host} no longer has this post."),
+            InstanceError::Invalid(why) => format!("{host} refused the change: {why}"),
         }
     }
 
@@ -70,6 +91,9 @@ impl InstanceError {
                     InstanceError::InvalidClient => "the app registration was refused".into(),
                     InstanceError::NotMastodonLike => "not a Mastodon-compatible server".into(),
                     InstanceError::Status(code) => format!("HTTP {code}"),
+                    InstanceError::RateLimited(_) => "rate limited".into(),
+                    InstanceError::NotFound => "not found".into(),
+                    InstanceError::Invalid(why) => why,
                     InstanceError::Outbound(_) => String::new(),
                 }),
             },
