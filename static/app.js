@@ -166,6 +166,14 @@
     });
 
     announce('Now working with ' + name + '.');
+
+    // Pages about one account's content show the other account's after a reload; the
+    // dashboard's audit card is refreshed in place.
+    if (document.querySelector('[data-reload-on-switch]')) {
+      window.location.reload();
+      return;
+    }
+    refreshAudit();
   }
 
   // The server path: a normal POST that redirects and shows its own message.
@@ -237,6 +245,114 @@
       switchPlatform(form);
     }
   });
+
+  // ---- Alt-text audit ---------------------------------------------------------------------
+
+  // Live character counts next to description fields; the server enforces the limit.
+  function updateCount(area) {
+    var hint = document.querySelector('[data-count-for="' + area.id + '"]');
+    var limit = Number(area.getAttribute('data-limit'));
+    if (!hint || !(limit > 0)) return;
+    var used = Array.from(area.value.trim()).length;
+    var over = used - limit;
+    hint.textContent = over > 0
+      ? used + ' of ' + limit + ' characters: ' + over + ' too many.'
+      : used + ' of ' + limit + ' characters.';
+    hint.classList.toggle('field__hint--over', over > 0);
+  }
+
+  each('textarea[data-limit]', document, updateCount);
+  document.addEventListener('input', function (event) {
+    var area = event.target;
+    if (area instanceof HTMLTextAreaElement && area.hasAttribute('data-limit')) {
+      updateCount(area);
+      area.setAttribute('data-dirty', 'true');
+    }
+  });
+
+  function setCount(scope, name, value) {
+    each('[data-count="' + name + '"]', scope, function (el) {
+      el.textContent = text(value);
+    });
+  }
+
+  // Shows the state /api/audit reports; true while there is still something to wait for.
+  function applyProgress(data) {
+    var busy = false;
+    var scan = data.scan || {};
+    each('[data-audit-progress]', document, function (section) {
+      var bar = section.querySelector('[data-scan-bar]');
+      if (bar && scan.max_posts > 0) {
+        bar.max = scan.max_posts;
+        bar.value = Math.min(scan.posts_scanned, scan.max_posts);
+        bar.hidden = false;
+      }
+      var message = section.querySelector('[data-scan-message]');
+      if (message && message.textContent !== text(scan.message)) message.textContent = text(scan.message);
+      var summary = data.summary || {};
+      ['missing', 'total', 'drafted', 'queued', 'published'].forEach(function (name) {
+        setCount(section, name, summary[name]);
+      });
+      var wasScanning = section.hasAttribute('data-in-progress');
+      if (scan.in_progress) {
+        section.setAttribute('data-in-progress', '');
+        busy = true;
+      } else if (wasScanning) {
+        section.removeAttribute('data-in-progress');
+        announce(text(scan.message));
+        var reload = section.querySelector('[data-scan-reload]');
+        var typing = document.querySelector('textarea[data-dirty]');
+        if (typing && reload) reload.hidden = false;
+        else if (!typing) window.location.reload();
+      }
+    });
+    (data.items || []).forEach(function (item) {
+      var row = document.querySelector('[data-media-item="' + Number(item.id) + '"]');
+      if (!row) return;
+      var label = row.querySelector('[data-state-label]');
+      var line = row.querySelector('[data-status-line]');
+      var changed = line && line.textContent !== text(item.status_line);
+      if (label) {
+        label.textContent = text(item.state_label);
+        label.className = 'badge badge--' + text(item.state);
+      }
+      if (line) line.textContent = text(item.status_line);
+      row.className = 'media-item media-item--' + text(item.state);
+      var retry = row.querySelector('[data-retry-form]');
+      if (retry) retry.hidden = !item.can_retry;
+      if (changed && (item.state === 'published' || item.state === 'failed')) announce(text(item.status_line));
+      if (item.state === 'queued' || item.state === 'waiting') busy = true;
+    });
+    return busy;
+  }
+
+  var pollTimer = null;
+
+  function refreshAudit() {
+    var section = document.querySelector('[data-audit-progress]');
+    if (!section || typeof window.fetch !== 'function') return;
+    window.clearTimeout(pollTimer);
+    fetch(section.getAttribute('data-progress-url'), {
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json' }
+    }).then(function (response) {
+      if (!response.ok) return null;
+      return response.json();
+    }).then(function (data) {
+      if (!data) return;
+      if (applyProgress(data)) pollTimer = window.setTimeout(refreshAudit, 1500);
+    }).catch(function () {
+      pollTimer = window.setTimeout(refreshAudit, 5000);
+    });
+  }
+
+  (function startAuditPolling() {
+    var section = document.querySelector('[data-audit-progress]');
+    if (!section) return;
+    var pending = section.hasAttribute('data-in-progress') ||
+      document.querySelector('.media-item--queued, .media-item--waiting');
+    if (pending) pollTimer = window.setTimeout(refreshAudit, 1000);
+  })();
 
   // ---- Navigation: mark the current section ---------------------------------------------
 
