@@ -34,6 +34,16 @@
 //!   answers them with the account they were issued for. They belong to no app registered over
 //!   the API (so `/oauth/revoke` by tether's app answers 403 for them), never expire, and are not
 //!   in [`StubInstance::issued_tokens`] (which lists what `/oauth/token` issued).
+//! - Both: posts with media ([`StubInstance::add_post`], [`NewPost`]) and the endpoints to read and
+//!   fix them: `GET /api/v1/accounts/:id/statuses`, `GET /api/v1/statuses/:id`, and on Mastodon
+//!   `GET /api/v1/statuses/:id/source` and `PUT /api/v1/statuses/:id` (UpdateStatusService's
+//!   destructive semantics: what is not sent is blanked); `PUT /api/v1/media/:id` (Mastodon: 404
+//!   for media already attached to a post, as the real thing; Pixelfed: updates the description).
+//!   Every one of them needs a bearer token, looked up as `verify_credentials` does (on Mastodon
+//!   also the scope: `read`/`read:statuses` to read, `write`/`write:statuses`/`write:media` to
+//!   write), even where real instances serve public posts without one.
+//! - Both: rate limits per bearer token on a path prefix ([`StubBuilder::with_rate_limit`],
+//!   [`StubInstance::set_rate_limit`]), with each flavour's `X-RateLimit-*` headers.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -304,6 +314,155 @@ impl RecordedRequest {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Posts and media
+// ---------------------------------------------------------------------------------------------
+
+/// A media attachment of a [`StubPost`].
+#[derive(Clone, Debug)]
+pub struct StubMedia {
+    /// A numeric string, unique across the stub (Mastodon and Pixelfed both send ids as strings).
+    pub id: String,
+    /// `"image"`, `"gifv"`, `"video"` or `"audio"`.
+    pub kind: String,
+    /// The alt text; `None` is sent as `null`.
+    pub description: Option<String>,
+}
+
+/// A post of one of the stub's accounts.
+#[derive(Clone, Debug)]
+pub struct StubPost {
+    /// A numeric string, like Mastodon's snowflakes and Pixelfed's ids; newer posts have larger ids.
+    pub id: String,
+    /// The [`StubAccount::id`] that owns it.
+    pub account_id: String,
+    /// HTML, as the API sends it.
+    pub content: String,
+    /// The source text (what `/api/v1/statuses/:id/source` returns).
+    pub text: String,
+    pub spoiler_text: String,
+    pub sensitive: bool,
+    pub language: Option<String>,
+    pub created_at: time::OffsetDateTime,
+    /// When `PUT /api/v1/statuses/:id` last changed it.
+    pub edited_at: Option<time::OffsetDateTime>,
+    /// In attachment order.
+    pub media: Vec<StubMedia>,
+    /// A boost: left out by `exclude_reblogs=true`.
+    pub reblog: bool,
+    /// How many times `PUT /api/v1/statuses/:id` changed it.
+    pub edits: u32,
+}
+
+/// What [`StubInstance::add_post`] adds: `NewPost::text("hello").image(None).language("de")`.
+/// Defaults: content `<p>text</p>` (HTML-escaped, a blank line starts a paragraph, a newline is
+/// `<br />`, as Mastodon formats plain text), no content warning, not sensitive, language `en`,
+/// created "now minus N minutes" (see [`StubInstance::add_post`]), no media, not a boost.
+#[derive(Clone, Debug)]
+pub struct NewPost {
+    text: String,
+    html: Option<String>,
+    spoiler_text: String,
+    sensitive: bool,
+    language: Option<String>,
+    created_at: Option<time::OffsetDateTime>,
+    media: Vec<(&'static str, Option<String>)>,
+    reblog: bool,
+}
+
+impl NewPost {
+    pub fn text(text: &str) -> NewPost {
+        NewPost {
+            text: text.to_owned(),
+            html: None,
+            spoiler_text: String::new(),
+            sensitive: false,
+            language: Some("en".to_owned()),
+            created_at: None,
+            media: Vec::new(),
+            reblog: false,
+        }
+    }
+
+    /// The content HTML exactly as given (the source text stays what `text` said), e.g. to send
+    /// `<p>a <script>alert(1)</script></p>` to a client.
+    pub fn html(mut self, html: &str) -> Self {
+        self.html = Some(html.to_owned());
+        self
+    }
+
+    pub fn spoiler(mut self, spoiler_text: &str) -> Self {
+        self.spoiler_text = spoiler_text.to_owned();
+        self
+    }
+
+    pub fn sensitive(mut self, sensitive: bool) -> Self {
+        self.sensitive = sensitive;
+        self
+    }
+
+    pub fn language(mut self, language: &str) -> Self {
+        self.language = Some(language.to_owned());
+        self
+    }
+
+    /// No language (`null`), as posts from some clients have.
+    pub fn no_language(mut self) -> Self {
+        self.language = None;
+        self
+    }
+
+    pub fn created_at(mut self, at: time::OffsetDateTime) -> Self {
+        self.created_at = Some(at);
+        self
+    }
+
+    /// Attaches an image (after the attachments already added) with this alt text.
+    pub fn image(self, description: Option<&str>) -> Self {
+        self.attach("image", description)
+    }
+
+    pub fn gifv(self, description: Option<&str>) -> Self {
+        self.attach("gifv", description)
+    }
+
+    pub fn video(self, description: Option<&str>) -> Self {
+        self.attach("video", description)
+    }
+
+    pub fn audio(self, description: Option<&str>) -> Self {
+        self.attach("audio", description)
+    }
+
+    /// Makes it a boost (its JSON has a copy of itself in `reblog`).
+    pub fn reblog(mut self) -> Self {
+        self.reblog = true;
+        self
+    }
+
+    fn attach(mut self, kind: &'static str, description: Option<&str>) -> Self {
+        self.media.push((kind, description.map(str::to_owned)));
+        self
+    }
+}
+
+/// Plain text as Mastodon's formatter renders it: escaped, paragraphs on blank lines, `<br />`
+/// for single newlines. Empty text is empty content.
+fn text_to_html(text: &str) -> String {
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+        .replace("\r\n", "\n");
+    escaped
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| format!("<p>{}</p>", p.trim_matches('\n').replace('\n', "<br />")))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
 // Builder and handle
 // ---------------------------------------------------------------------------------------------
 
@@ -314,6 +473,8 @@ pub struct StubBuilder {
     version: String,
     pkce: Pkce,
     token_lifetime: Duration,
+    description_limit: Option<u32>,
+    rate_limits: Vec<RateLimitRule>,
 }
 
 impl StubBuilder {
@@ -347,6 +508,8 @@ impl StubBuilder {
             version: version.to_owned(),
             pkce,
             token_lifetime: Duration::from_secs(31_536_000),
+            description_limit: None,
+            rate_limits: Vec::new(),
         }
     }
 
@@ -395,6 +558,25 @@ impl StubBuilder {
         self
     }
 
+    /// The longest alt text accepted, advertised as `configuration.media_attachments.description_limit`
+    /// by the instance endpoints (default: Mastodon 1500, Pixelfed 1000). Real Mastodon advertises
+    /// it from 4.4 on (before, the limit is the same 1500 but not in the API); the stub always does,
+    /// whatever [`StubBuilder::with_version`] says.
+    pub fn with_description_limit(mut self, limit: u32) -> Self {
+        self.description_limit = Some(limit);
+        self
+    }
+
+    /// At most `limit` requests per bearer token (requests without one share a count) to paths
+    /// starting with `path_prefix` in each fixed `window`, which starts with the token's first
+    /// request. See [`StubInstance::set_rate_limit`].
+    pub fn with_rate_limit(mut self, path_prefix: &str, limit: u32, window: Duration) -> Self {
+        self.rate_limits.retain(|r| r.prefix != path_prefix);
+        self.rate_limits
+            .push(RateLimitRule::new(path_prefix, limit, window));
+        self
+    }
+
     pub async fn start(self) -> StubInstance {
         self.start_blocking()
     }
@@ -416,11 +598,19 @@ impl StubBuilder {
             version: self.version,
             pkce: self.pkce,
             token_lifetime: self.token_lifetime,
+            description_limit: self.description_limit.unwrap_or(match self.flavour {
+                Flavour::Mastodon43 => 1500,
+                Flavour::Pixelfed => 1000,
+            }),
+            started_at: time::OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .expect("0 ns is valid"),
             state: Mutex::new(State {
                 next_app_id: match self.flavour {
                     Flavour::Mastodon43 => 1,
                     Flavour::Pixelfed => 7,
                 },
+                rate_limits: self.rate_limits,
                 ..State::default()
             }),
         });
@@ -617,6 +807,7 @@ impl StubInstance {
     /// [`StubInstance::accept_token`] with an account and scopes of the test's choosing.
     pub fn accept_token_for(&self, token: &str, account: StubAccount, scopes: &[&str]) {
         let mut state = self.shared.lock();
+        state.remember_account(&self.shared, &account);
         state.accepted.retain(|t| t.access_token != token);
         state.accepted.push(AcceptedToken {
             access_token: token.to_owned(),
@@ -636,6 +827,144 @@ impl StubInstance {
     /// Every pre-issued token, in the order accepted, revoked ones included.
     pub fn accepted_tokens(&self) -> Vec<AcceptedToken> {
         self.shared.lock().accepted.clone()
+    }
+
+    /// Adds a post for `username`'s account (the one [`StubInstance::account_for`] and
+    /// [`StubInstance::new_token`] give) and returns its id. Ids increase with each call, so later
+    /// posts are newer; unless [`NewPost::created_at`] says otherwise, the N-th post is created
+    /// 10 080 − N minutes before the stub started (about a week ago, a minute apart, never in the
+    /// future), so that later-added posts are newer too.
+    pub fn add_post(&self, username: &str, post: NewPost) -> String {
+        let account = self.account_for(username);
+        let mut state = self.shared.lock();
+        if state.account_by_id(&self.shared, &account.id).is_none() {
+            state.remember_account(&self.shared, &account);
+        }
+        state.next_post += 1;
+        let n = state.next_post;
+        // Snowflake-like: 18 digits, increasing.
+        let id = (113_000_000_000_000_000u64 + n * 65_536).to_string();
+        let created_at = post.created_at.unwrap_or_else(|| {
+            let at = self.shared.started_at - time::Duration::minutes(10_080)
+                + time::Duration::minutes(n as i64);
+            at.min(time::OffsetDateTime::now_utc())
+        });
+        let media = post
+            .media
+            .into_iter()
+            .map(|(kind, description)| {
+                state.next_media += 1;
+                StubMedia {
+                    id: (112_000_000_000_000_000u64 + state.next_media).to_string(),
+                    kind: kind.to_owned(),
+                    description,
+                }
+            })
+            .collect();
+        let content = post.html.unwrap_or_else(|| text_to_html(&post.text));
+        state.posts.push(StubPost {
+            id: id.clone(),
+            account_id: account.id,
+            content,
+            text: post.text,
+            spoiler_text: post.spoiler_text,
+            sensitive: post.sensitive,
+            language: post.language,
+            created_at,
+            edited_at: None,
+            media,
+            reblog: post.reblog,
+            edits: 0,
+        });
+        id
+    }
+
+    /// `count` posts for `username`, each with one image without description; their ids, newest
+    /// first.
+    pub fn add_image_posts(&self, username: &str, count: usize) -> Vec<String> {
+        let mut ids: Vec<String> = (1..=count)
+            .map(|i| self.add_post(username, NewPost::text(&format!("Photo {i}")).image(None)))
+            .collect();
+        ids.reverse();
+        ids
+    }
+
+    /// The post with this id, unless deleted.
+    pub fn post(&self, id: &str) -> Option<StubPost> {
+        self.shared
+            .lock()
+            .posts
+            .iter()
+            .find(|p| p.id == id)
+            .cloned()
+    }
+
+    /// `username`'s posts, newest first.
+    pub fn posts_of(&self, username: &str) -> Vec<StubPost> {
+        let account_id = self.account_for(username).id;
+        let mut posts: Vec<StubPost> = self
+            .shared
+            .lock()
+            .posts
+            .iter()
+            .filter(|p| p.account_id == account_id)
+            .cloned()
+            .collect();
+        posts.sort_by_key(|p| std::cmp::Reverse(numeric_id(&p.id)));
+        posts
+    }
+
+    /// Deletes a post (the API answers 404 for it from now on).
+    pub fn delete_post(&self, id: &str) {
+        self.shared.lock().posts.retain(|p| p.id != id);
+    }
+
+    /// Sets an attachment's alt text, as if the user had edited it in the instance's own UI (not
+    /// an edit: `edits` and `edited_at` stay).
+    pub fn set_media_description(&self, media_id: &str, description: Option<&str>) {
+        let mut state = self.shared.lock();
+        for media in state.posts.iter_mut().flat_map(|p| p.media.iter_mut()) {
+            if media.id == media_id {
+                media.description = description.map(str::to_owned);
+            }
+        }
+    }
+
+    /// How many `PUT /api/v1/statuses/:id` changed something, over all posts (deleted ones too).
+    pub fn edit_count(&self) -> usize {
+        self.shared.lock().edit_count
+    }
+
+    /// The alt-text limit the instance advertises and enforces.
+    pub fn description_limit(&self) -> u32 {
+        self.shared.description_limit
+    }
+
+    /// From now on, at most `limit` requests per bearer token (requests without one share a
+    /// count) to paths starting with `path_prefix` in each fixed `window`, which starts with the
+    /// token's first request under this limit. The longest matching prefix counts; setting a
+    /// prefix again starts its counts afresh. Faulted requests are not counted.
+    ///
+    /// Every answer under a limited prefix has `X-RateLimit-Limit` and `X-RateLimit-Remaining`.
+    /// Mastodon (rack-attack) also sends `X-RateLimit-Reset` on every answer, as ISO 8601 with
+    /// microseconds (`2026-11-30T10:00:00.000000Z`), and a used-up limit is 429
+    /// `{"error": "Too many requests"}`. Pixelfed (Laravel's throttle) sends `Retry-After`
+    /// (seconds) and `X-RateLimit-Reset` (Unix seconds) only on the 429, whose body is
+    /// `{"message": "Too Many Attempts."}`. Pixelfed's real limit on `PUT /api/v1/media/:id` is
+    /// 10 a minute per user.
+    pub fn set_rate_limit(&self, path_prefix: &str, limit: u32, window: Duration) {
+        let mut state = self.shared.lock();
+        state.rate_limits.retain(|r| r.prefix != path_prefix);
+        state
+            .rate_limits
+            .push(RateLimitRule::new(path_prefix, limit, window));
+    }
+
+    pub fn clear_rate_limit(&self, path_prefix: &str) {
+        self.shared
+            .lock()
+            .rate_limits
+            .retain(|r| r.prefix != path_prefix);
     }
 
     /// Plays the browser: GETs `authorize_url` (which must point at this stub) and returns the
@@ -698,6 +1027,9 @@ struct Shared {
     version: String,
     pkce: Pkce,
     token_lifetime: Duration,
+    description_limit: u32,
+    /// Default post times count back from here.
+    started_at: time::OffsetDateTime,
     state: Mutex<State>,
 }
 
@@ -721,6 +1053,42 @@ struct State {
     one_shot: Vec<(String, Fault)>,
     persistent: Vec<(String, Fault)>,
     deny_authorization: bool,
+    /// Every post, in the order added.
+    posts: Vec<StubPost>,
+    /// Accounts other than the builder's that posts or accepted tokens belong to.
+    accounts: Vec<StubAccount>,
+    next_post: u64,
+    next_media: u64,
+    edit_count: usize,
+    rate_limits: Vec<RateLimitRule>,
+}
+
+/// A rate limit on a path prefix; counts per bearer token in fixed windows.
+struct RateLimitRule {
+    prefix: String,
+    limit: u32,
+    window: Duration,
+    /// Bearer token (`""` for none) → (window start, requests in it).
+    windows: HashMap<String, (Instant, u32)>,
+}
+
+impl RateLimitRule {
+    fn new(prefix: &str, limit: u32, window: Duration) -> RateLimitRule {
+        RateLimitRule {
+            prefix: prefix.to_owned(),
+            limit,
+            window,
+            windows: HashMap::new(),
+        }
+    }
+}
+
+/// Where a request stands against the rate limit of its path.
+struct RateVerdict {
+    limit: u32,
+    remaining: u32,
+    reset_in: Duration,
+    exceeded: bool,
 }
 
 impl State {
@@ -756,6 +1124,54 @@ impl State {
                 self.revoked.push(access_token.to_owned());
             }
         }
+    }
+
+    /// Counts a request against the longest rate-limit prefix matching `path`, if any.
+    fn count_request(&mut self, path: &str, bearer: Option<&str>) -> Option<RateVerdict> {
+        let rule = self
+            .rate_limits
+            .iter_mut()
+            .filter(|r| path.starts_with(r.prefix.as_str()))
+            .max_by_key(|r| r.prefix.len())?;
+        let now = Instant::now();
+        let window = rule.window;
+        let entry = rule
+            .windows
+            .entry(bearer.unwrap_or_default().to_owned())
+            .or_insert((now, 0));
+        if now.duration_since(entry.0) >= window {
+            *entry = (now, 0);
+        }
+        let exceeded = entry.1 >= rule.limit;
+        if !exceeded {
+            entry.1 += 1;
+        }
+        Some(RateVerdict {
+            limit: rule.limit,
+            remaining: rule.limit.saturating_sub(entry.1),
+            reset_in: (entry.0 + window).saturating_duration_since(now),
+            exceeded,
+        })
+    }
+
+    /// The account with this id: the builder's, or one that posts or tokens were made for.
+    fn account_by_id(&self, shared: &Shared, id: &str) -> Option<StubAccount> {
+        if shared.account.id == id {
+            return Some(shared.account.clone());
+        }
+        self.accounts.iter().find(|a| a.id == id).cloned()
+    }
+
+    fn remember_account(&mut self, shared: &Shared, account: &StubAccount) {
+        if account.id == shared.account.id {
+            return;
+        }
+        self.accounts.retain(|a| a.id != account.id);
+        self.accounts.push(account.clone());
+    }
+
+    fn post_mut(&mut self, id: &str) -> Option<&mut StubPost> {
+        self.posts.iter_mut().find(|p| p.id == id)
     }
 
     fn app(&self, client_id: Option<&str>) -> Option<&RegisteredApp> {
@@ -1165,13 +1581,95 @@ async fn respond(shared: &Shared, mut request: RecordedRequest) -> Response {
         fault
     };
     match fault {
-        None => route(shared, &request),
+        None => rate_limited_route(shared, &request),
         Some(Fault::Slow(delay)) => {
             tokio::time::sleep(delay).await;
-            route(shared, &request)
+            rate_limited_route(shared, &request)
         }
         Some(fault) => fault_response(shared, fault),
     }
+}
+
+/// [`route`] behind the rate limit of the request's path, if any.
+fn rate_limited_route(shared: &Shared, request: &RecordedRequest) -> Response {
+    let bearer = bearer_token(request);
+    let verdict = shared
+        .lock()
+        .count_request(&request.path, bearer.as_deref());
+    let Some(verdict) = verdict else {
+        return route(shared, request);
+    };
+    if verdict.exceeded {
+        return too_many_requests(shared, verdict.limit, verdict.reset_in);
+    }
+    let mut response = route(shared, request);
+    response
+        .headers
+        .push(("X-RateLimit-Limit".to_owned(), verdict.limit.to_string()));
+    response.headers.push((
+        "X-RateLimit-Remaining".to_owned(),
+        verdict.remaining.to_string(),
+    ));
+    if shared.flavour == Flavour::Mastodon43 {
+        response.headers.push((
+            "X-RateLimit-Reset".to_owned(),
+            iso8601_micros(time::OffsetDateTime::now_utc() + verdict.reset_in),
+        ));
+    }
+    response
+}
+
+/// 429 in the flavour's shape, with its rate-limit headers.
+fn too_many_requests(shared: &Shared, limit: u32, reset_in: Duration) -> Response {
+    let mut response;
+    match shared.flavour {
+        Flavour::Mastodon43 => {
+            response = json_response(429, json!({ "error": "Too many requests" }));
+            response.headers.push((
+                "X-RateLimit-Reset".to_owned(),
+                iso8601_micros(time::OffsetDateTime::now_utc() + reset_in),
+            ));
+        }
+        Flavour::Pixelfed => {
+            response = json_response(429, json!({ "message": "Too Many Attempts." }));
+            // Laravel rounds up: a client waiting Retry-After seconds finds the window reset.
+            let secs = reset_in.as_secs() + u64::from(reset_in.subsec_nanos() > 0);
+            response
+                .headers
+                .push(("Retry-After".to_owned(), secs.to_string()));
+            response.headers.push((
+                "X-RateLimit-Reset".to_owned(),
+                (unix_now() + secs).to_string(),
+            ));
+        }
+    }
+    response
+        .headers
+        .push(("X-RateLimit-Limit".to_owned(), limit.to_string()));
+    response
+        .headers
+        .push(("X-RateLimit-Remaining".to_owned(), "0".to_owned()));
+    response
+}
+
+/// `2026-11-30T10:00:00.123456Z`, as rack-attack's `X-RateLimit-Reset`.
+fn iso8601_micros(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .expect("a UTC time formats")
+}
+
+/// `2026-11-30T10:00:00.000Z`, as Mastodon's `created_at`.
+fn iso8601_millis(at: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .expect("a UTC time formats")
 }
 
 fn fault_response(shared: &Shared, fault: Fault) -> Response {
@@ -1189,27 +1687,7 @@ fn fault_response(shared: &Shared, fault: Fault) -> Response {
             }
         }
         Fault::RateLimited { reset_in_secs } => {
-            let limit = 300;
-            let mut response;
-            match shared.flavour {
-                Flavour::Mastodon43 => {
-                    response = json_response(429, json!({ "error": "Too many requests" }));
-                    let reset = time::OffsetDateTime::now_utc() + time::Duration::seconds(reset_in_secs as i64);
-                    let format = time::macros::format_description!(
-                        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-                    );
-                    response.headers.push(("X-RateLimit-Reset".to_owned(), reset.format(&format).expect("format")));
-                }
-                Flavour::Pixelfed => {
-                    response = json_response(429, json!({ "message": "Too Many Attempts." }));
-                    let reset = unix_now() + reset_in_secs;
-                    response.headers.push(("Retry-After".to_owned(), reset_in_secs.to_string()));
-                    response.headers.push(("X-RateLimit-Reset".to_owned(), reset.to_string()));
-                }
-            }
-            response.headers.push(("X-RateLimit-Limit".to_owned(), limit.to_string()));
-            response.headers.push(("X-RateLimit-Remaining".to_owned(), "0".to_owned()));
-            response
+            too_many_requests(shared, 300, Duration::from_secs(reset_in_secs))
         }
         Fault::HugeBody(bytes) => Response {
             status: 200,
@@ -1246,6 +1724,23 @@ fn unix_now() -> u64 {
 
 fn route(shared: &Shared, request: &RecordedRequest) -> Response {
     use Flavour::*;
+    let segments: Vec<&str> = request.path.split('/').collect();
+    match (shared.flavour, request.method.as_str(), segments.as_slice()) {
+        (_, "GET", ["", "api", "v1", "accounts", id, "statuses"])
+            if *id != "verify_credentials" =>
+        {
+            return account_statuses(shared, request, id)
+        }
+        (_, "GET", ["", "api", "v1", "statuses", id]) => return get_status(shared, request, id),
+        (Mastodon43, "GET", ["", "api", "v1", "statuses", id, "source"]) => {
+            return status_source(shared, request, id)
+        }
+        (Mastodon43, "PUT", ["", "api", "v1", "statuses", id]) => {
+            return update_status(shared, request, id)
+        }
+        (_, "PUT", ["", "api", "v1", "media", id]) => return update_media(shared, request, id),
+        _ => {}
+    }
     match (
         shared.flavour,
         request.method.as_str(),
@@ -1259,12 +1754,19 @@ fn route(shared: &Shared, request: &RecordedRequest) -> Response {
         (_, "POST", "/oauth/token") => token(shared, request),
         (Mastodon43, "POST", "/oauth/revoke") => revoke(shared, request),
         (_, "GET", "/api/v1/accounts/verify_credentials") => verify_credentials(shared, request),
-        (Mastodon43, _, _) => json_response(404, json!({ "error": "Record not found" })),
-        (Pixelfed, _, _) => json_response(404, json!({ "message": "Not Found" })),
+        _ => not_found(shared),
     }
 }
 
-fn mastodon_media_configuration() -> Value {
+/// The flavour's 404: Mastodon's `Record not found`, Laravel's `Not Found`.
+fn not_found(shared: &Shared) -> Response {
+    match shared.flavour {
+        Flavour::Mastodon43 => json_response(404, json!({ "error": "Record not found" })),
+        Flavour::Pixelfed => json_response(404, json!({ "message": "Not Found" })),
+    }
+}
+
+fn mastodon_media_configuration(shared: &Shared) -> Value {
     json!({
         "supported_mime_types": [
             "image/jpeg", "image/png", "image/gif", "image/heic", "image/heif", "image/webp",
@@ -1273,7 +1775,7 @@ fn mastodon_media_configuration() -> Value {
             "audio/ogg", "audio/vorbis", "audio/mpeg", "audio/mp3", "audio/webm", "audio/flac",
             "audio/aac", "audio/m4a", "audio/x-m4a", "audio/mp4", "audio/3gpp", "video/x-ms-asf"
         ],
-        "description_limit": 1500,
+        "description_limit": shared.description_limit,
         "image_size_limit": 16_777_216,
         "image_matrix_limit": 33_177_600,
         "video_size_limit": 103_809_024,
@@ -1307,7 +1809,7 @@ fn instance_v2(shared: &Shared) -> Response {
                 "vapid": { "public_key": "BCk-QqERU0q-CfYZjcuB6lnyyOYfJ2AifKqfeGIm7Z-HiTU5T9eTG5GxVA0_OH5mMlI4UkkDTpaZwozy0TzdZ2M=" },
                 "accounts": { "max_featured_tags": 10, "max_pinned_statuses": 5 },
                 "statuses": { "max_characters": 500, "max_media_attachments": 4, "characters_reserved_per_url": 23 },
-                "media_attachments": mastodon_media_configuration(),
+                "media_attachments": mastodon_media_configuration(shared),
                 "polls": { "max_options": 4, "max_characters_per_option": 50, "min_expiration": 300, "max_expiration": 2_629_746 },
                 "translation": { "enabled": false }
             },
@@ -1339,7 +1841,7 @@ fn instance_v1(shared: &Shared) -> Response {
             "configuration": {
                 "accounts": { "max_featured_tags": 10 },
                 "statuses": { "max_characters": 500, "max_media_attachments": 4, "characters_reserved_per_url": 23 },
-                "media_attachments": mastodon_media_configuration(),
+                "media_attachments": mastodon_media_configuration(shared),
                 "polls": { "max_options": 4, "max_characters_per_option": 50, "min_expiration": 300, "max_expiration": 2_629_746 }
             },
             "contact_account": null,
@@ -1368,7 +1870,7 @@ fn instance_v1(shared: &Shared) -> Response {
                     "video_frame_rate_limit": 120,
                     "video_matrix_limit": 2_304_000,
                     "video_size_limit": 15_728_640,
-                    "description_limit": 1000
+                    "description_limit": shared.description_limit
                 },
                 "polls": { "max_options": 4, "max_characters_per_option": 50, "min_expiration": 300, "max_expiration": 2_629_746 },
                 "statuses": { "characters_reserved_per_url": 23, "max_characters": 500, "max_media_attachments": 4 }
@@ -1904,51 +2406,89 @@ fn revoke(shared: &Shared, request: &RecordedRequest) -> Response {
     json_response(200, json!({}))
 }
 
-fn verify_credentials(shared: &Shared, request: &RecordedRequest) -> Response {
-    let unauthenticated = || match shared.flavour {
-        Flavour::Mastodon43 => {
-            json_response(401, json!({ "error": "The access token is invalid" }))
-        }
-        Flavour::Pixelfed => json_response(401, json!({ "message": "Unauthenticated." })),
-    };
-    let bearer = request.header("authorization").and_then(|h| {
+/// The bearer token of the `Authorization` header (the only place the stub reads one from).
+fn bearer_token(request: &RecordedRequest) -> Option<String> {
+    request.header("authorization").and_then(|h| {
         let (scheme, token) = h.split_once(' ')?;
         scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_owned())
-    });
-    let Some(bearer) = bearer else {
-        return unauthenticated();
+    })
+}
+
+fn unauthenticated(shared: &Shared) -> Response {
+    match shared.flavour {
+        Flavour::Mastodon43 => {
+            json_response(401, json!({ "error": "The access token is invalid" }))
+        }
+        Flavour::Pixelfed => json_response(401, json!({ "message": "Unauthenticated." })),
+    }
+}
+
+/// Who a request's bearer token is: a usable token `/oauth/token` issued (the builder's account)
+/// or a non-revoked accepted one (its account), with its scopes; otherwise the flavour's 401.
+fn authenticate(
+    shared: &Shared,
+    request: &RecordedRequest,
+) -> Result<(Vec<String>, StubAccount), Response> {
+    let Some(bearer) = bearer_token(request) else {
+        return Err(unauthenticated(shared));
     };
-    let found = {
-        let state = shared.lock();
-        let issued = state
-            .tokens
-            .iter()
-            .find(|t| t.access_token == bearer && t.usable())
-            .map(|t| (t.scopes.clone(), shared.account.clone()));
-        issued.or_else(|| {
+    let state = shared.lock();
+    let issued = state
+        .tokens
+        .iter()
+        .find(|t| t.access_token == bearer && t.usable())
+        .map(|t| (t.scopes.clone(), shared.account.clone()));
+    issued
+        .or_else(|| {
             state
                 .accepted
                 .iter()
                 .find(|t| t.access_token == bearer && !t.revoked)
                 .map(|t| (t.scopes.clone(), t.account.clone()))
         })
-    };
-    let Some((scopes, account)) = found else {
-        return unauthenticated();
-    };
+        .ok_or_else(|| unauthenticated(shared))
+}
+
+/// Mastodon (Doorkeeper) answers 403 when the token has none of `accepted`; Pixelfed checks no
+/// scopes on these endpoints.
+fn require_scope(shared: &Shared, scopes: &[String], accepted: &[&str]) -> Result<(), Response> {
     if shared.flavour == Flavour::Mastodon43
-        && !scopes
-            .iter()
-            .any(|s| s == "read" || s == "read:accounts" || s == "profile")
+        && !scopes.iter().any(|s| accepted.contains(&s.as_str()))
     {
-        return json_response(
+        return Err(json_response(
             403,
             json!({ "error": "This action is outside the authorized scopes" }),
-        );
+        ));
     }
-    let account = &account;
+    Ok(())
+}
+
+/// [`authenticate`] then [`require_scope`]: the token's account.
+fn authorized(
+    shared: &Shared,
+    request: &RecordedRequest,
+    accepted: &[&str],
+) -> Result<StubAccount, Response> {
+    let (scopes, account) = authenticate(shared, request)?;
+    require_scope(shared, &scopes, accepted)?;
+    Ok(account)
+}
+
+const READ_STATUSES: &[&str] = &["read", "read:statuses"];
+const WRITE_STATUSES: &[&str] = &["write", "write:statuses"];
+const WRITE_MEDIA: &[&str] = &["write", "write:media"];
+
+fn verify_credentials(shared: &Shared, request: &RecordedRequest) -> Response {
+    match authorized(shared, request, &["read", "read:accounts", "profile"]) {
+        Ok(account) => json_response(200, account_json(shared, &account)),
+        Err(response) => response,
+    }
+}
+
+/// The Account entity, as `verify_credentials` and statuses' `account` send it.
+fn account_json(shared: &Shared, account: &StubAccount) -> Value {
     let origin = &shared.origin;
     let (url, uri, default_avatar) = match shared.flavour {
         Flavour::Mastodon43 => (
@@ -1963,32 +2503,591 @@ fn verify_credentials(shared: &Shared, request: &RecordedRequest) -> Response {
         ),
     };
     let avatar = account.avatar.clone().unwrap_or(default_avatar);
-    json_response(
-        200,
-        json!({
-            "id": account.id,
-            "username": account.username,
-            "acct": account.username,
-            "display_name": account.display_name,
-            "locked": false,
-            "bot": false,
-            "discoverable": true,
-            "group": false,
-            "created_at": "2022-11-07T00:00:00.000Z",
-            "note": "<p>A stub account.</p>",
-            "url": url,
-            "uri": uri,
-            "avatar": avatar,
-            "avatar_static": avatar,
-            "header": format!("{origin}/headers/original/missing.png"),
-            "header_static": format!("{origin}/headers/original/missing.png"),
-            "followers_count": account.followers_count,
-            "following_count": account.following_count,
-            "statuses_count": account.statuses_count,
-            "last_status_at": null,
-            "emojis": [],
-            "fields": [],
-            "source": { "privacy": "public", "sensitive": false, "language": null, "note": "A stub account.", "fields": [] }
-        }),
-    )
+    json!({
+        "id": account.id,
+        "username": account.username,
+        "acct": account.username,
+        "display_name": account.display_name,
+        "locked": false,
+        "bot": false,
+        "discoverable": true,
+        "group": false,
+        "created_at": "2022-11-07T00:00:00.000Z",
+        "note": "<p>A stub account.</p>",
+        "url": url,
+        "uri": uri,
+        "avatar": avatar,
+        "avatar_static": avatar,
+        "header": format!("{origin}/headers/original/missing.png"),
+        "header_static": format!("{origin}/headers/original/missing.png"),
+        "followers_count": account.followers_count,
+        "following_count": account.following_count,
+        "statuses_count": account.statuses_count,
+        "last_status_at": null,
+        "emojis": [],
+        "fields": [],
+        "source": { "privacy": "public", "sensitive": false, "language": null, "note": "A stub account.", "fields": [] }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statuses and media
+// ---------------------------------------------------------------------------------------------
+
+/// An id as a number for ordering, the way Ruby's `to_i` reads it: the leading digits, 0 if
+/// none (so `max_id=abc` pages past everything, as on Mastodon), saturating when too long.
+fn numeric_id(id: &str) -> u128 {
+    let digits: String = id.chars().take_while(char::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return 0;
+    }
+    digits.parse().unwrap_or(u128::MAX)
+}
+
+/// Rails' boolean cast (ActiveModel::Type::Boolean): empty is "not given", a few spellings of
+/// false are false, anything else is true. Laravel's `boolean()` is close enough.
+fn truthy(value: &str) -> Option<bool> {
+    match value.trim() {
+        "" => None,
+        "0" | "f" | "F" | "false" | "FALSE" | "False" | "off" | "OFF" | "Off" => Some(false),
+        _ => Some(true),
+    }
+}
+
+/// Mastodon's MIME for a kind, for the file name in the stub's media URLs.
+fn media_extension(kind: &str) -> &'static str {
+    match kind {
+        "gifv" | "video" => "mp4",
+        "audio" => "mp3",
+        _ => "png",
+    }
+}
+
+/// The MediaAttachment entity.
+fn media_json(shared: &Shared, media: &StubMedia) -> Value {
+    let origin = &shared.origin;
+    let blurhash = (media.kind != "audio").then_some("UeKUpFxuo~R%0nW;WCnhF6RjaJt757oJodS$");
+    json!({
+        "id": media.id,
+        "type": media.kind,
+        "url": format!("{origin}/media/{}.{}", media.id, media_extension(&media.kind)),
+        "preview_url": format!("{origin}/media/{}_small.png", media.id),
+        "remote_url": null,
+        "preview_remote_url": null,
+        "text_url": null,
+        "description": media.description,
+        "blurhash": blurhash,
+        "meta": {}
+    })
+}
+
+/// The Status entity (Pixelfed mimics Mastodon's). A boost carries a copy of itself in `reblog`.
+fn status_json(shared: &Shared, post: &StubPost, account: &StubAccount) -> Value {
+    let origin = &shared.origin;
+    let user = &account.username;
+    let id = &post.id;
+    let (url, uri) = match shared.flavour {
+        Flavour::Mastodon43 => (
+            format!("{origin}/@{user}/{id}"),
+            format!("{origin}/users/{user}/statuses/{id}"),
+        ),
+        Flavour::Pixelfed => (
+            format!("{origin}/p/{user}/{id}"),
+            format!("{origin}/p/{user}/{id}"),
+        ),
+    };
+    let mut status = json!({
+        "id": id,
+        "created_at": iso8601_millis(post.created_at),
+        "edited_at": post.edited_at.map(iso8601_millis),
+        "in_reply_to_id": null,
+        "in_reply_to_account_id": null,
+        "sensitive": post.sensitive,
+        "spoiler_text": post.spoiler_text,
+        "visibility": "public",
+        "language": post.language,
+        "uri": uri,
+        "url": url,
+        "replies_count": 0,
+        "reblogs_count": 0,
+        "favourites_count": 0,
+        "content": post.content,
+        "reblog": null,
+        "account": account_json(shared, account),
+        "media_attachments": post.media.iter().map(|m| media_json(shared, m)).collect::<Vec<_>>(),
+        "mentions": [],
+        "tags": [],
+        "emojis": [],
+        "card": null,
+        "poll": null
+    });
+    if post.reblog {
+        status["reblog"] = status.clone();
+    }
+    status
+}
+
+/// A post and its owner's account, for [`status_json`].
+fn post_with_account(shared: &Shared, id: &str) -> Option<(StubPost, StubAccount)> {
+    let state = shared.lock();
+    let post = state.posts.iter().find(|p| p.id == id)?.clone();
+    let account = state
+        .account_by_id(shared, &post.account_id)
+        .expect("every post's account is known");
+    Some((post, account))
+}
+
+/// `GET /api/v1/accounts/:id/statuses`: newest first, `only_media`, `exclude_reblogs`, `limit`
+/// (default 20, at most 40; not a number or under 1: 20).
+///
+/// Mastodon: `max_id` (strictly older), `since_id` (strictly newer: the newest `limit` of them),
+/// `min_id` (strictly newer: the `limit` just after it); always sent newest first. A `Link` header with
+/// `rel="next"` (`max_id` = the page's last id) whenever the page is full, so a client sees a
+/// final empty page, and `rel="prev"` (`min_id` = the first id) whenever it is not empty; both keep
+/// the request's `limit`, `only_media`, `exclude_replies`, `exclude_reblogs`, `pinned` and
+/// `tagged`, in alphabetical order, as Rails' `to_query` writes them.
+///
+/// Pixelfed: no `Link` header ever, paging by `max_id` only (`since_id`/`min_id` are ignored
+/// here), and loose `max_id` handling as in the real thing: the post *equal to* `max_id` comes
+/// again at the top of the next page (a client must drop duplicates), and when nothing is older
+/// than `max_id` the answer is `[]`.
+fn account_statuses(shared: &Shared, request: &RecordedRequest, account_id: &str) -> Response {
+    if let Err(response) = authorized(shared, request, READ_STATUSES) {
+        return response;
+    }
+    let state = shared.lock();
+    let Some(owner) = state.account_by_id(shared, account_id) else {
+        return not_found(shared);
+    };
+    let flag = |name: &str| request.query_param(name).and_then(truthy).unwrap_or(false);
+    let (only_media, exclude_reblogs) = (flag("only_media"), flag("exclude_reblogs"));
+    let limit = request
+        .query_param("limit")
+        .and_then(|l| l.trim().parse::<i64>().ok())
+        .filter(|l| *l > 0)
+        .map_or(20, |l| l.min(40) as usize);
+    let id_param = |name: &str| {
+        request
+            .query_param(name)
+            .filter(|v| !v.is_empty())
+            .map(numeric_id)
+    };
+    let mut posts: Vec<&StubPost> = state
+        .posts
+        .iter()
+        .filter(|p| p.account_id == owner.id)
+        .filter(|p| !only_media || !p.media.is_empty())
+        .filter(|p| !exclude_reblogs || !p.reblog)
+        .collect();
+    posts.sort_by_key(|p| std::cmp::Reverse(numeric_id(&p.id)));
+    let max_id = id_param("max_id");
+    let page: Vec<&StubPost> = match shared.flavour {
+        Flavour::Mastodon43 => {
+            let since_id = id_param("since_id");
+            let min_id = id_param("min_id");
+            let in_range = |p: &&StubPost| {
+                let n = numeric_id(&p.id);
+                max_id.is_none_or(|max| n < max)
+                    && since_id.is_none_or(|since| n > since)
+                    && min_id.is_none_or(|min| n > min)
+            };
+            match min_id {
+                Some(_) => {
+                    let mut page: Vec<&StubPost> = posts
+                        .into_iter()
+                        .rev()
+                        .filter(in_range)
+                        .take(limit)
+                        .collect();
+                    page.reverse();
+                    page
+                }
+                None => posts.into_iter().filter(in_range).take(limit).collect(),
+            }
+        }
+        Flavour::Pixelfed => match max_id {
+            Some(max) if !posts.iter().any(|p| numeric_id(&p.id) < max) => Vec::new(),
+            Some(max) => posts
+                .into_iter()
+                .filter(|p| numeric_id(&p.id) <= max)
+                .take(limit)
+                .collect(),
+            None => posts.into_iter().take(limit).collect(),
+        },
+    };
+    let body: Vec<Value> = page
+        .iter()
+        .map(|p| status_json(shared, p, &owner))
+        .collect();
+    let mut response = json_response(200, Value::Array(body));
+    if shared.flavour == Flavour::Mastodon43 {
+        let kept: Vec<(&str, &str)> = {
+            let mut kept: Vec<(&str, &str)> = [
+                "exclude_reblogs",
+                "exclude_replies",
+                "limit",
+                "only_media",
+                "pinned",
+                "tagged",
+            ]
+            .iter()
+            .filter_map(|name| request.query_param(name).map(|v| (*name, v)))
+            .collect();
+            kept.sort();
+            kept
+        };
+        let link = |key: &str, id: &str| {
+            let mut pairs = kept.clone();
+            pairs.push((key, id));
+            pairs.sort();
+            let query = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish();
+            format!(
+                "{}/api/v1/accounts/{}/statuses?{query}",
+                shared.origin, owner.id
+            )
+        };
+        let mut links = Vec::new();
+        if let (Some(last), true) = (page.last(), page.len() == limit) {
+            links.push(format!("<{}>; rel=\"next\"", link("max_id", &last.id)));
+        }
+        if let Some(first) = page.first() {
+            links.push(format!("<{}>; rel=\"prev\"", link("min_id", &first.id)));
+        }
+        if !links.is_empty() {
+            response.headers.push(("Link".to_owned(), links.join(", ")));
+        }
+    }
+    response
+}
+
+/// `GET /api/v1/statuses/:id`: any post to any valid token (they are all public); 404 when
+/// missing or deleted.
+fn get_status(shared: &Shared, request: &RecordedRequest, id: &str) -> Response {
+    if let Err(response) = authorized(shared, request, READ_STATUSES) {
+        return response;
+    }
+    match post_with_account(shared, id) {
+        Some((post, account)) => json_response(200, status_json(shared, &post, &account)),
+        None => not_found(shared),
+    }
+}
+
+/// Whether the Mastodon version is at least `major.minor` (unparsable: yes, as the newest).
+fn version_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version
+        .trim_start_matches(['v', 'V'])
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(have_major), Some(have_minor)) => (have_major, have_minor) >= (major, minor),
+        (Some(have_major), None) => have_major >= major,
+        _ => true,
+    }
+}
+
+/// `GET /api/v1/statuses/:id/source` (Mastodon 3.5+): `{id, text, spoiler_text}`, only to the
+/// owner (others 404, as `Status.where(account: current_account).find`).
+fn status_source(shared: &Shared, request: &RecordedRequest, id: &str) -> Response {
+    if !version_at_least(&shared.version, 3, 5) {
+        return not_found(shared);
+    }
+    let account = match authorized(shared, request, READ_STATUSES) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    match post_with_account(shared, id) {
+        Some((post, _)) if post.account_id == account.id => json_response(
+            200,
+            json!({ "id": post.id, "text": post.text, "spoiler_text": post.spoiler_text }),
+        ),
+        _ => not_found(shared),
+    }
+}
+
+/// An id in a JSON body: a string or a number.
+fn json_id(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One `media_attributes` entry: its id, and its description if the key was sent (a sent
+/// `null` is `Some(None)`, an absent key `None`: the description is then left alone).
+type MediaAttribute = (Option<String>, Option<Option<String>>);
+
+/// `media_attributes` as Rails parses them: `media_attributes[][id]=1&media_attributes[][description]=a`
+/// pairs (a key already in the last hash starts a new one), `media_attributes[0][id]=…` indexed
+/// hashes, or a JSON array of objects (or an object of objects keyed by index).
+fn media_attributes(request: &RecordedRequest) -> Vec<MediaAttribute> {
+    let mut entries: Vec<(Option<String>, Vec<(String, String)>)> = Vec::new();
+    for (name, value) in &request.form {
+        let Some(rest) = name.strip_prefix("media_attributes[") else {
+            continue;
+        };
+        let Some((index, key)) = rest.split_once("][") else {
+            continue;
+        };
+        let Some(key) = key.strip_suffix(']') else {
+            continue;
+        };
+        let index = (!index.is_empty()).then(|| index.to_owned());
+        let position = match &index {
+            Some(_) => entries.iter().position(|(i, _)| *i == index),
+            None => entries
+                .last()
+                .filter(|(i, fields)| i.is_none() && !fields.iter().any(|(k, _)| k == key))
+                .map(|_| entries.len() - 1),
+        };
+        let position = position.unwrap_or_else(|| {
+            entries.push((index, Vec::new()));
+            entries.len() - 1
+        });
+        entries[position].1.push((key.to_owned(), value.clone()));
+    }
+    let from_form = entries.into_iter().map(|(_, fields)| {
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        (get("id"), get("description").map(Some))
+    });
+    let objects: Vec<&Value> = match request
+        .json
+        .as_ref()
+        .and_then(|j| j.get("media_attributes"))
+    {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(Value::Object(items)) => items.values().collect(),
+        _ => Vec::new(),
+    };
+    let from_json = objects.into_iter().filter_map(|o| {
+        let o = o.as_object()?;
+        let description = o.get("description").map(|d| d.as_str().map(str::to_owned));
+        Some((o.get("id").and_then(json_id), description))
+    });
+    from_form.chain(from_json).collect()
+}
+
+/// `media_ids`: `media_ids[]` form fields or a JSON array (strings or numbers); `None` when not
+/// sent at all.
+fn media_ids(request: &RecordedRequest) -> Option<Vec<String>> {
+    if request.form.iter().any(|(n, _)| n == "media_ids[]") {
+        return Some(request.param_list("media_ids"));
+    }
+    match request.json.as_ref().and_then(|j| j.get("media_ids")) {
+        Some(Value::Array(items)) => Some(items.iter().filter_map(json_id).collect()),
+        _ => None,
+    }
+}
+
+/// Mastodon's StatusLengthValidator, roughly: characters of text and content warning, a URL
+/// counting 23.
+fn status_length(text: &str, spoiler_text: &str) -> usize {
+    let text_length: usize = text
+        .split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let bare = word.trim_end();
+            if bare.starts_with("http://") || bare.starts_with("https://") {
+                23 + (word.chars().count() - bare.chars().count())
+            } else {
+                word.chars().count()
+            }
+        })
+        .sum();
+    text_length + spoiler_text.chars().count()
+}
+
+fn mastodon_validation(message: &str) -> Response {
+    json_response(422, json!({ "error": message }))
+}
+
+/// `PUT /api/v1/statuses/:id` (Mastodon 3.5+), as the controller and UpdateStatusService do it:
+/// every parameter is passed on whether sent or not, so what is not sent is blanked:
+/// - text = `status` if not blank, else the `spoiler_text` param (which then leaves the content
+///   warning as it was: Mastodon's fallback for posts that are all content warning), else "";
+/// - `spoiler_text` missing → "" (except as above); `sensitive` missing → whether the content
+///   warning param is non-blank; `language` missing or empty → unchanged;
+/// - `media_ids` missing → every attachment detached. The ids given, in order (duplicates
+///   dropped, at most 4, else 422), become the attachments. Real Mastodon silently drops ids it
+///   cannot find among the account's media; the stub is stricter: an id that is not one of this
+///   post's attachments is 422 (the stub has no unattached uploads).
+/// - `media_attributes` (Mastodon 4.1+; older versions ignore them): for an entry whose id is one
+///   of the new attachments, set its description; longer than the description limit → 422,
+///   nothing changed (the edit is one transaction).
+/// - No media and blank text → 422 `Validation failed: Text can't be blank`; over 500 characters
+///   → 422.
+///
+/// When something changed: `edits` + 1, `edited_at` = now, [`StubInstance::edit_count`] + 1 (no
+/// change: the status as it was, no edit). The content is re-rendered from the text only when
+/// the text changed. Answers the (updated) status. Someone else's post is 404.
+fn update_status(shared: &Shared, request: &RecordedRequest, id: &str) -> Response {
+    if !version_at_least(&shared.version, 3, 5) {
+        return not_found(shared);
+    }
+    let account = match authorized(shared, request, WRITE_STATUSES) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    let Some((old, owner)) =
+        post_with_account(shared, id).filter(|(p, _)| p.account_id == account.id)
+    else {
+        return not_found(shared);
+    };
+    let mut post = old.clone();
+
+    // update_media_attachments! (the controller always passes media_ids).
+    let ids = media_ids(request).unwrap_or_default();
+    if ids.len() > 4 {
+        return mastodon_validation("Cannot attach more than 4 files");
+    }
+    let mut next: Vec<StubMedia> = Vec::new();
+    for media_id in &ids {
+        if next
+            .iter()
+            .any(|m| numeric_id(&m.id) == numeric_id(media_id))
+        {
+            continue;
+        }
+        let Some(media) = old
+            .media
+            .iter()
+            .find(|m| numeric_id(&m.id) == numeric_id(media_id))
+        else {
+            return mastodon_validation(&format!(
+                "Media attachment {media_id} is not one of this post's attachments"
+            ));
+        };
+        next.push(media.clone());
+    }
+    if next.len() > 1 && next.iter().any(|m| m.kind == "video" || m.kind == "audio") {
+        return mastodon_validation("Cannot attach a video to a post that already contains images");
+    }
+    if version_at_least(&shared.version, 4, 1) {
+        for (attribute_id, description) in media_attributes(request) {
+            let Some(description) = description else {
+                continue;
+            };
+            let Some(media) = next.iter_mut().find(|m| {
+                attribute_id
+                    .as_deref()
+                    .is_some_and(|a| numeric_id(a) == numeric_id(&m.id))
+            }) else {
+                continue;
+            };
+            let limit = shared.description_limit;
+            if description
+                .as_deref()
+                .is_some_and(|d| d.chars().count() > limit as usize)
+            {
+                return mastodon_validation(&format!(
+                    "Validation failed: Description is too long (maximum is {limit} characters)"
+                ));
+            }
+            media.description = description;
+        }
+    }
+    post.media = next;
+
+    // update_immediate_attributes!
+    let status = request.param("status").filter(|s| !s.trim().is_empty());
+    let spoiler = request.param("spoiler_text");
+    let spoiler_kept = status.is_none();
+    post.text = match status {
+        Some(text) => text,
+        None => spoiler.clone().unwrap_or_default(),
+    };
+    if !spoiler_kept {
+        post.spoiler_text = spoiler.clone().unwrap_or_default();
+    }
+    let spoiler_present = !spoiler_kept && spoiler.as_deref().is_some_and(|s| !s.trim().is_empty());
+    post.sensitive = request
+        .param("sensitive")
+        .as_deref()
+        .and_then(truthy)
+        .unwrap_or(spoiler_present);
+    if let Some(language) = request.param("language").filter(|l| {
+        !l.is_empty() && l.len() <= 10 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    }) {
+        post.language = Some(language);
+    }
+    if post.text.trim().is_empty() && post.media.is_empty() && !post.reblog {
+        return mastodon_validation("Validation failed: Text can't be blank");
+    }
+    if status_length(&post.text, &post.spoiler_text) > 500 {
+        return mastodon_validation("Validation failed: Text character limit of 500 exceeded");
+    }
+    if post.text != old.text {
+        post.content = text_to_html(&post.text);
+    }
+    let media_changed = post.media.len() != old.media.len()
+        || post
+            .media
+            .iter()
+            .zip(&old.media)
+            .any(|(a, b)| a.id != b.id || a.description != b.description);
+    let changed = media_changed
+        || post.text != old.text
+        || post.spoiler_text != old.spoiler_text
+        || post.sensitive != old.sensitive
+        || post.language != old.language;
+    let mut state = shared.lock();
+    let Some(stored) = state.post_mut(id) else {
+        // Deleted meanwhile.
+        return not_found(shared);
+    };
+    if changed {
+        post.edits += 1;
+        post.edited_at = Some(time::OffsetDateTime::now_utc());
+        *stored = post.clone();
+        state.edit_count += 1;
+    } else {
+        post = stored.clone();
+    }
+    drop(state);
+    json_response(200, status_json(shared, &post, &owner))
+}
+
+/// `PUT /api/v1/media/:id` with `description`.
+///
+/// Mastodon: only unattached uploads can be updated (`media_attachments.where(status_id: nil)`),
+/// so media already on a post is 404 `Record not found`; every medium in the stub is on a post,
+/// so after authentication this is always 404.
+///
+/// Pixelfed: the user's own media (others' and unknown ids 404, `findOrFail`); a description
+/// over the limit is 422 in Laravel's validation shape, a missing one sets it to `null`; answers
+/// the attachment. Not an edit of the post.
+fn update_media(shared: &Shared, request: &RecordedRequest, media_id: &str) -> Response {
+    let account = match authorized(shared, request, WRITE_MEDIA) {
+        Ok(account) => account,
+        Err(response) => return response,
+    };
+    if shared.flavour == Flavour::Mastodon43 {
+        return not_found(shared);
+    }
+    let description = request.param("description");
+    let limit = shared.description_limit;
+    if description
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > limit as usize)
+    {
+        return laravel_validation(
+            "description",
+            &format!("The description field must not be greater than {limit} characters."),
+        );
+    }
+    let mut state = shared.lock();
+    let Some(media) = state
+        .posts
+        .iter_mut()
+        .filter(|p| p.account_id == account.id)
+        .flat_map(|p| p.media.iter_mut())
+        .find(|m| m.id == media_id)
+    else {
+        return not_found(shared);
+    };
+    media.description = description.filter(|d| !d.is_empty());
+    let media = media.clone();
+    drop(state);
+    json_response(200, media_json(shared, &media))
 }
