@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use stub_instance::{Fault, Flavour, Pkce, StubInstance};
+use stub_instance::{Fault, Flavour, NewPost, Pkce, StubInstance};
 
 const CALLBACK: &str = "http://127.0.0.1:8000/accounts/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -54,6 +54,7 @@ impl Reply {
     }
 }
 
+#[derive(Clone)]
 struct Req<'a> {
     method: &'a str,
     target: String,
@@ -89,6 +90,20 @@ impl<'a> Req<'a> {
             target: target.to_owned(),
             headers: Vec::new(),
             body: Some(("application/json", value.to_string().into_bytes())),
+        }
+    }
+
+    fn put_form(target: &str, fields: &[(&str, &str)]) -> Req<'a> {
+        Req {
+            method: "PUT",
+            ..Req::post_form(target, fields)
+        }
+    }
+
+    fn put_json(target: &str, value: &Value) -> Req<'a> {
+        Req {
+            method: "PUT",
+            ..Req::post_json(target, value)
         }
     }
 
@@ -1447,6 +1462,1071 @@ async fn not_mastodon_serves_an_html_page_for_every_path() {
         .header("Content-Type")
         .unwrap()
         .starts_with("application/json"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Posts, edits, media, rate limits
+// ---------------------------------------------------------------------------------------------
+
+/// The `rel` targets of a `Link` header: `[(rel, url)]`.
+fn links(header: Option<&str>) -> Vec<(String, String)> {
+    header
+        .unwrap_or_default()
+        .split(", ")
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (url, rel) = l.split_once(">; rel=\"").expect("<url>; rel=\"…\"");
+            (
+                rel.trim_end_matches('"').to_owned(),
+                url.trim_start_matches('<').to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn link(reply: &Reply, rel: &str) -> Option<String> {
+    links(reply.header("Link"))
+        .into_iter()
+        .find(|(r, _)| r == rel)
+        .map(|(_, url)| url)
+}
+
+/// The path and query of one of the stub's URLs.
+fn target_of(stub: &StubInstance, url: &str) -> String {
+    url.strip_prefix(&stub.origin())
+        .unwrap_or_else(|| panic!("{url} is not on {}", stub.origin()))
+        .to_owned()
+}
+
+fn ids_of(page: &Value) -> Vec<String> {
+    page.as_array()
+        .expect("an array of statuses")
+        .iter()
+        .map(|s| s["id"].as_str().expect("string ids").to_owned())
+        .collect()
+}
+
+fn statuses_path(stub: &StubInstance, username: &str) -> String {
+    format!(
+        "/api/v1/accounts/{}/statuses",
+        stub.account_for(username).id
+    )
+}
+
+#[tokio::test]
+async fn mastodon_paging_follows_link_to_the_end_without_duplicates_with_only_media_and_no_boosts()
+{
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let token = stub.new_token("alice");
+    let mut media_ids = Vec::new();
+    for i in 0..40 {
+        let id = if i % 2 == 0 {
+            stub.add_post("alice", NewPost::text(&format!("photo {i}")).image(None))
+        } else {
+            stub.add_post(
+                "alice",
+                NewPost::text(&format!("video {i}")).video(Some("a clip")),
+            )
+        };
+        media_ids.push(id);
+        if i % 10 == 0 {
+            stub.add_post("alice", NewPost::text("just words"));
+            stub.add_post("alice", NewPost::text("boosted").image(None).reblog());
+        }
+    }
+    stub.add_image_posts("bob", 3);
+    media_ids.reverse();
+
+    let mut target = format!(
+        "{}?limit=20&only_media=true&exclude_reblogs=true",
+        statuses_path(&stub, "alice")
+    );
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let reply = Req::get(&target).bearer(&token).send(&stub).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let ids = ids_of(&reply.json());
+        pages.push(ids.len());
+        for status in reply.json().as_array().unwrap() {
+            assert!(!status["media_attachments"].as_array().unwrap().is_empty());
+            assert!(status["reblog"].is_null());
+            assert_eq!(status["account"]["username"], "alice");
+        }
+        seen.extend(ids.clone());
+        if let Some(first) = ids.first() {
+            let prev = link(&reply, "prev").expect("a prev link on a non-empty page");
+            assert_eq!(
+                query_value(&prev, "min_id").as_deref(),
+                Some(first.as_str())
+            );
+        }
+        match link(&reply, "next") {
+            Some(next) => {
+                assert_eq!(
+                    query_value(&next, "max_id").as_ref(),
+                    ids.last(),
+                    "next pages from the last id"
+                );
+                for (name, value) in [
+                    ("limit", "20"),
+                    ("only_media", "true"),
+                    ("exclude_reblogs", "true"),
+                ] {
+                    assert_eq!(query_value(&next, name).as_deref(), Some(value), "{next}");
+                }
+                assert!(next.starts_with(&stub.url(&statuses_path(&stub, "alice"))));
+                target = target_of(&stub, &next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![20, 20, 0],
+        "a full last page still links to an empty one"
+    );
+    assert_eq!(
+        seen, media_ids,
+        "newest first, each once, only alice's media posts"
+    );
+    assert_eq!(stub.count(&statuses_path(&stub, "alice")), 3);
+
+    // Without filters: everything, boosts included, the default limit 20, at most 40.
+    let all = Req::get(&statuses_path(&stub, "alice"))
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(ids_of(&all.json()).len(), 20);
+    let next = link(&all, "next").unwrap();
+    assert_eq!(
+        query_value(&next, "limit"),
+        None,
+        "only the request's own params"
+    );
+    let many = Req::get(&format!("{}?limit=100", statuses_path(&stub, "alice")))
+        .bearer(&token)
+        .send(&stub)
+        .await
+        .json();
+    assert_eq!(ids_of(&many).len(), 40);
+    let newest_first: Vec<String> = stub.posts_of("alice").into_iter().map(|p| p.id).collect();
+    assert_eq!(ids_of(&many), newest_first[..40]);
+}
+
+#[tokio::test]
+async fn mastodon_paging_by_min_and_since_id_and_unknown_accounts() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let token = stub.new_token("alice");
+    let ids = stub.add_image_posts("alice", 10); // newest first
+    let path = statuses_path(&stub, "alice");
+    let after = |query: String| {
+        let target = format!("{path}?{query}");
+        let token = token.clone();
+        let stub = &stub;
+        async move { ids_of(&Req::get(&target).bearer(&token).send(stub).await.json()) }
+    };
+    assert_eq!(
+        after(format!("limit=3&min_id={}", ids[9])).await,
+        vec![ids[6].clone(), ids[7].clone(), ids[8].clone()],
+        "min_id: the ones just after it"
+    );
+    assert_eq!(
+        after(format!("limit=3&since_id={}", ids[9])).await,
+        ids[..3].to_vec(),
+        "since_id: the newest after it"
+    );
+    assert_eq!(
+        after(format!("max_id={}&since_id={}", ids[2], ids[5])).await,
+        ids[3..5].to_vec()
+    );
+    let empty = Req::get(&format!("{path}?max_id={}", ids[9]))
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(empty.json(), json!([]));
+    assert_eq!(empty.header("Link"), None, "no links on an empty page");
+    let unknown = Req::get("/api/v1/accounts/999/statuses")
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(
+        (unknown.status, unknown.json()),
+        (404, json!({ "error": "Record not found" }))
+    );
+    // The builder's account and accounts known only from a token are there too.
+    stub.new_token("carol");
+    let carol = Req::get(&statuses_path(&stub, "carol"))
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!((carol.status, carol.json()), (200, json!([])));
+}
+
+#[tokio::test]
+async fn pixelfed_has_no_link_header_and_repeats_the_max_id_post() {
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    let token = stub.new_token("alice");
+    let ids = stub.add_image_posts("alice", 5);
+    let path = format!("{}?only_media=true&limit=2", statuses_path(&stub, "alice"));
+    let first = Req::get(&path).bearer(&token).send(&stub).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("Link"), None);
+    assert_eq!(ids_of(&first.json()), ids[..2].to_vec());
+
+    // A client pages by max_id = the last id it saw and drops duplicates.
+    let mut seen: Vec<String> = ids_of(&first.json());
+    let mut pages = vec![ids_of(&first.json())];
+    loop {
+        let last = seen.last().unwrap().clone();
+        let reply = Req::get(&format!("{path}&max_id={last}"))
+            .bearer(&token)
+            .send(&stub)
+            .await;
+        assert_eq!(reply.header("Link"), None);
+        let page = ids_of(&reply.json());
+        pages.push(page.clone());
+        if page.is_empty() {
+            break;
+        }
+        assert_eq!(page[0], last, "the max_id post again at the top");
+        seen.extend(page.into_iter().filter(|id| *id != last));
+        assert!(pages.len() < 10, "paging ends");
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(
+        pages,
+        vec![
+            vec![ids[0].clone(), ids[1].clone()],
+            vec![ids[1].clone(), ids[2].clone()],
+            vec![ids[2].clone(), ids[3].clone()],
+            vec![ids[3].clone(), ids[4].clone()],
+            vec![],
+        ],
+        "empty once nothing is older than max_id"
+    );
+}
+
+#[tokio::test]
+async fn statuses_and_media_endpoints_require_a_valid_token() {
+    for flavour in [Flavour::Mastodon43, Flavour::Pixelfed] {
+        let stub = StubInstance::start(flavour).await;
+        let id = stub.add_post("alice", NewPost::text("hi").image(None));
+        let media_id = stub.post(&id).unwrap().media[0].id.clone();
+        let revoked = stub.new_token("alice");
+        stub.revoke_token(&revoked);
+        let expected = match flavour {
+            Flavour::Mastodon43 => json!({ "error": "The access token is invalid" }),
+            Flavour::Pixelfed => json!({ "message": "Unauthenticated." }),
+        };
+        // Pixelfed has no source or status edits: 404 whatever the token.
+        let missing_on_pixelfed = flavour == Flavour::Pixelfed;
+        let targets = [
+            (Req::get(&statuses_path(&stub, "alice")), false),
+            (Req::get(&format!("/api/v1/statuses/{id}")), false),
+            (
+                Req::get(&format!("/api/v1/statuses/{id}/source")),
+                missing_on_pixelfed,
+            ),
+            (
+                Req::put_form(&format!("/api/v1/statuses/{id}"), &[("status", "x")]),
+                missing_on_pixelfed,
+            ),
+            (
+                Req::put_form(
+                    &format!("/api/v1/media/{media_id}"),
+                    &[("description", "x")],
+                ),
+                false,
+            ),
+        ];
+        for (req, missing) in targets {
+            let target = req.target.clone();
+            for token in [revoked.as_str(), "made-up"] {
+                let reply = req.clone().bearer(token).send(&stub).await;
+                if missing {
+                    assert_eq!(reply.status, 404, "{target}");
+                } else {
+                    assert_eq!(
+                        (reply.status, reply.json()),
+                        (401, expected.clone()),
+                        "{flavour:?} {target}"
+                    );
+                }
+            }
+        }
+        let anonymous = Req::get(&format!("/api/v1/statuses/{id}"))
+            .send(&stub)
+            .await;
+        assert_eq!(
+            anonymous.status, 401,
+            "{flavour:?}: stricter than real instances"
+        );
+        assert_eq!(stub.post(&id).unwrap().media[0].description, None);
+    }
+    // Mastodon checks the scope too.
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let id = stub.add_post("alice", NewPost::text("hi"));
+    let alice = stub.account_for("alice");
+    stub.accept_token_for("tok-read", alice.clone(), &["read"]);
+    stub.accept_token_for("tok-write", alice, &["write:statuses"]);
+    let put = |token: &'static str| {
+        Req::put_form(&format!("/api/v1/statuses/{id}"), &[("status", "edited")]).bearer(token)
+    };
+    assert_eq!(put("tok-read").send(&stub).await.status, 403);
+    assert_eq!(
+        Req::get(&format!("/api/v1/statuses/{id}"))
+            .bearer("tok-write")
+            .send(&stub)
+            .await
+            .status,
+        403
+    );
+    assert_eq!(put("tok-write").send(&stub).await.status, 200);
+}
+
+#[tokio::test]
+async fn statuses_have_the_mastodon_entity_shape_on_both_flavours() {
+    for flavour in [Flavour::Mastodon43, Flavour::Pixelfed] {
+        let stub = StubInstance::start(flavour).await;
+        let token = stub.new_token("carol");
+        let at = time::macros::datetime!(2026-11-30 10:00:00 UTC);
+        let id = stub.add_post(
+            "carol",
+            NewPost::text("fish & <chips>\n\nsecond")
+                .spoiler("food")
+                .sensitive(true)
+                .language("de")
+                .created_at(at)
+                .image(Some("a plate"))
+                .gifv(None)
+                .video(None)
+                .audio(None),
+        );
+        let reply = Req::get(&format!("/api/v1/statuses/{id}"))
+            .bearer(&token)
+            .send(&stub)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let status = reply.json();
+        assert_eq!(status["id"], id);
+        assert!(id.chars().all(|c| c.is_ascii_digit()), "{id}");
+        assert_eq!(status["created_at"], "2026-11-30T10:00:00.000Z");
+        assert_eq!(status["edited_at"], Value::Null);
+        assert_eq!(
+            status["content"],
+            "<p>fish &amp; &lt;chips&gt;</p><p>second</p>"
+        );
+        assert_eq!(status["spoiler_text"], "food");
+        assert_eq!(status["sensitive"], true);
+        assert_eq!(status["language"], "de");
+        assert_eq!(status["visibility"], "public");
+        assert_eq!(status["reblog"], Value::Null);
+        assert_eq!(status["account"]["username"], "carol");
+        assert_eq!(status["account"]["id"], stub.account_for("carol").id);
+        let url = match flavour {
+            Flavour::Mastodon43 => stub.url(&format!("/@carol/{id}")),
+            Flavour::Pixelfed => stub.url(&format!("/p/carol/{id}")),
+        };
+        assert_eq!(status["url"], url);
+        assert!(status["uri"].as_str().unwrap().starts_with(&stub.origin()));
+        let media = status["media_attachments"].as_array().unwrap();
+        let kinds: Vec<&str> = media.iter().map(|m| m["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["image", "gifv", "video", "audio"]);
+        let first = &media[0];
+        let media_id = first["id"].as_str().expect("a string id on both flavours");
+        assert_eq!(media_id, stub.post(&id).unwrap().media[0].id);
+        assert_eq!(first["url"], stub.url(&format!("/media/{media_id}.png")));
+        assert_eq!(
+            first["preview_url"],
+            stub.url(&format!("/media/{media_id}_small.png"))
+        );
+        assert_eq!(first["remote_url"], Value::Null);
+        assert_eq!(first["description"], "a plate");
+        assert!(first["blurhash"].is_string());
+        assert_eq!(first["meta"], json!({}));
+        assert_eq!(media[1]["description"], Value::Null);
+        let mut unique: Vec<&str> = media.iter().map(|m| m["id"].as_str().unwrap()).collect();
+        unique.dedup();
+        assert_eq!(unique.len(), 4, "media ids are unique");
+
+        let raw = stub.add_post(
+            "carol",
+            NewPost::text("a alert(1)").html("<p>a <script>alert(1)</script></p>"),
+        );
+        let raw = Req::get(&format!("/api/v1/statuses/{raw}"))
+            .bearer(&token)
+            .send(&stub)
+            .await
+            .json();
+        assert_eq!(raw["content"], "<p>a <script>alert(1)</script></p>");
+        let boost = stub.add_post("carol", NewPost::text("boosted").image(None).reblog());
+        let boost = Req::get(&format!("/api/v1/statuses/{boost}"))
+            .bearer(&token)
+            .send(&stub)
+            .await
+            .json();
+        assert_eq!(boost["reblog"]["content"], "<p>boosted</p>");
+
+        stub.delete_post(&id);
+        assert_eq!(
+            Req::get(&format!("/api/v1/statuses/{id}"))
+                .bearer(&token)
+                .send(&stub)
+                .await
+                .status,
+            404
+        );
+        assert!(stub.post(&id).is_none());
+    }
+}
+
+#[tokio::test]
+async fn posts_added_later_are_newer_and_media_descriptions_can_change_behind_the_api() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let first = stub.add_post("alice", NewPost::text("one").image(None));
+    let second = stub.add_post("alice", NewPost::text("two").image(Some("x")));
+    let images = stub.add_image_posts("alice", 3);
+    let (a, b) = (stub.post(&first).unwrap(), stub.post(&second).unwrap());
+    assert!(second.parse::<u128>().unwrap() > first.parse::<u128>().unwrap());
+    assert!(b.created_at > a.created_at);
+    assert!(b.created_at <= time::OffsetDateTime::now_utc());
+    assert_eq!(a.account_id, stub.account().id);
+    let posts: Vec<String> = stub.posts_of("alice").into_iter().map(|p| p.id).collect();
+    assert_eq!(posts[..3], images[..]);
+    assert_eq!(posts[3..], [second.clone(), first.clone()]);
+    assert!(stub.posts_of("bob").is_empty());
+    for post in stub.posts_of("alice").iter().take(3) {
+        assert_eq!(post.media.len(), 1);
+        assert_eq!(
+            (post.media[0].kind.as_str(), &post.media[0].description),
+            ("image", &None)
+        );
+    }
+
+    let media_id = a.media[0].id.clone();
+    stub.set_media_description(&media_id, Some("set in the web UI"));
+    let token = stub.new_token("alice");
+    let status = Req::get(&format!("/api/v1/statuses/{first}"))
+        .bearer(&token)
+        .send(&stub)
+        .await
+        .json();
+    assert_eq!(
+        status["media_attachments"][0]["description"],
+        "set in the web UI"
+    );
+    assert_eq!(
+        (stub.post(&first).unwrap().edits, stub.edit_count()),
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn mastodon_put_without_media_ids_detaches_media_and_without_status_blanks_the_text() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let token = stub.new_token("alice");
+    let id = stub.add_post(
+        "alice",
+        NewPost::text("my photos")
+            .spoiler("cw")
+            .image(None)
+            .image(None),
+    );
+    let reply = Req::put_form(
+        &format!("/api/v1/statuses/{id}"),
+        &[("status", "my photos")],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let status = reply.json();
+    assert_eq!(status["media_attachments"], json!([]));
+    assert_eq!(
+        status["spoiler_text"], "",
+        "a missing spoiler_text blanks it"
+    );
+    assert_eq!(status["content"], "<p>my photos</p>");
+    assert!(status["edited_at"].is_string());
+    let post = stub.post(&id).unwrap();
+    assert!(post.media.is_empty());
+    assert_eq!((post.edits, stub.edit_count()), (1, 1));
+
+    // Only media_ids: the text goes.
+    let id = stub.add_post("alice", NewPost::text("caption").language("fr").image(None));
+    let media_id = stub.post(&id).unwrap().media[0].id.clone();
+    let reply = Req::put_form(
+        &format!("/api/v1/statuses/{id}"),
+        &[("media_ids[]", &media_id)],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let post = stub.post(&id).unwrap();
+    assert_eq!((post.text.as_str(), post.content.as_str()), ("", ""));
+    assert_eq!(post.media.len(), 1);
+    assert_eq!(
+        post.language.as_deref(),
+        Some("fr"),
+        "a missing language keeps it"
+    );
+    let source = Req::get(&format!("/api/v1/statuses/{id}/source"))
+        .bearer(&token)
+        .send(&stub)
+        .await
+        .json();
+    assert_eq!(source, json!({ "id": id, "text": "", "spoiler_text": "" }));
+
+    // Nothing at all on a post without media: text can't be blank, and nothing changes.
+    let id = stub.add_post("alice", NewPost::text("words only"));
+    let reply = Req::put_form(&format!("/api/v1/statuses/{id}"), &[])
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (
+            422,
+            json!({ "error": "Validation failed: Text can't be blank" })
+        )
+    );
+    assert_eq!(stub.post(&id).unwrap().text, "words only");
+    assert_eq!(stub.edit_count(), 2);
+
+    // Media ids not on this post are refused.
+    let reply = Req::put_form(
+        &format!("/api/v1/statuses/{id}"),
+        &[("status", "x"), ("media_ids[]", &media_id)],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 422, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn mastodon_full_put_with_media_attributes_keeps_the_text_and_sets_descriptions() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let token = stub.new_token("alice");
+    let id = stub.add_post(
+        "alice",
+        NewPost::text("a walk, see https://example.com/a/very/long/path")
+            .html("<p>a walk, see <a href=\"https://example.com\">example.com</a></p>")
+            .spoiler("nature")
+            .sensitive(true)
+            .language("en")
+            .image(None)
+            .image(Some("old")),
+    );
+    let post = stub.post(&id).unwrap();
+    let (m1, m2) = (post.media[0].id.clone(), post.media[1].id.clone());
+    let source = Req::get(&format!("/api/v1/statuses/{id}/source"))
+        .bearer(&token)
+        .send(&stub)
+        .await
+        .json();
+    let text = source["text"].as_str().unwrap();
+    let reply = Req::put_form(
+        &format!("/api/v1/statuses/{id}"),
+        &[
+            ("status", text),
+            ("spoiler_text", source["spoiler_text"].as_str().unwrap()),
+            ("sensitive", "true"),
+            ("language", "en"),
+            ("media_ids[]", &m1),
+            ("media_ids[]", &m2),
+            ("media_attributes[][id]", &m1),
+            ("media_attributes[][description]", "a forest path"),
+            ("media_attributes[][id]", &m2),
+            ("media_attributes[][description]", "a lake"),
+        ],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let status = reply.json();
+    assert_eq!(
+        status["media_attachments"][0]["description"],
+        "a forest path"
+    );
+    assert_eq!(status["media_attachments"][1]["description"], "a lake");
+    let after = stub.post(&id).unwrap();
+    assert_eq!(after.text, post.text);
+    assert_eq!(
+        after.content, post.content,
+        "the HTML is kept when the text is"
+    );
+    assert_eq!(
+        (
+            after.spoiler_text.as_str(),
+            after.sensitive,
+            after.language.as_deref()
+        ),
+        ("nature", true, Some("en"))
+    );
+    assert_eq!((after.edits, stub.edit_count()), (1, 1));
+    assert!(after.edited_at.is_some());
+
+    // The same again changes nothing: no edit.
+    let same = json!({
+        "status": text, "spoiler_text": "nature", "sensitive": true,
+        "media_ids": [m1, m2],
+        "media_attributes": [{ "id": m1, "description": "a forest path" }]
+    });
+    let reply = Req::put_json(&format!("/api/v1/statuses/{id}"), &same)
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(stub.edit_count(), 1);
+
+    // JSON: the order of media_ids is the new order; ids of media not kept are ignored in
+    // media_attributes; numbers work as ids too.
+    let body = json!({
+        "status": text, "spoiler_text": "nature", "sensitive": true,
+        "media_ids": [m2, m1.parse::<u64>().unwrap()],
+        "media_attributes": [{ "id": m2, "description": "the lake at dawn" }, { "id": "1", "description": "ignored" }]
+    });
+    let reply = Req::put_json(&format!("/api/v1/statuses/{id}"), &body)
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let after = stub.post(&id).unwrap();
+    let order: Vec<(&str, Option<&str>)> = after
+        .media
+        .iter()
+        .map(|m| (m.id.as_str(), m.description.as_deref()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (m2.as_str(), Some("the lake at dawn")),
+            (m1.as_str(), Some("a forest path"))
+        ]
+    );
+    assert_eq!((after.edits, stub.edit_count()), (2, 2));
+}
+
+#[tokio::test]
+async fn mastodon_4_0_ignores_media_attributes() {
+    let stub = StubInstance::builder(Flavour::Mastodon43)
+        .with_version("4.0.2")
+        .start()
+        .await;
+    let token = stub.new_token("alice");
+    let id = stub.add_post("alice", NewPost::text("old server").image(None));
+    let media_id = stub.post(&id).unwrap().media[0].id.clone();
+    let source = Req::get(&format!("/api/v1/statuses/{id}/source"))
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(source.status, 200, "the source exists from 3.5 on");
+    let reply = Req::put_form(
+        &format!("/api/v1/statuses/{id}"),
+        &[
+            ("status", "old server"),
+            ("media_ids[]", &media_id),
+            ("media_attributes[][id]", &media_id),
+            ("media_attributes[][description]", "never saved"),
+        ],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(
+        reply.json()["media_attachments"][0]["description"],
+        Value::Null
+    );
+    assert_eq!(stub.post(&id).unwrap().media[0].description, None);
+    assert_eq!(stub.edit_count(), 0, "nothing changed");
+
+    let ancient = StubInstance::builder(Flavour::Mastodon43)
+        .with_version("3.4.1")
+        .start()
+        .await;
+    let token = ancient.new_token("alice");
+    let id = ancient.add_post("alice", NewPost::text("x"));
+    for req in [
+        Req::get(&format!("/api/v1/statuses/{id}/source")),
+        Req::put_form(&format!("/api/v1/statuses/{id}"), &[("status", "y")]),
+    ] {
+        assert_eq!(req.bearer(&token).send(&ancient).await.status, 404);
+    }
+}
+
+#[tokio::test]
+async fn mastodon_put_media_on_an_attached_image_is_404() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let token = stub.new_token("alice");
+    let id = stub.add_post("alice", NewPost::text("x").image(None));
+    let media_id = stub.post(&id).unwrap().media[0].id.clone();
+    let reply = Req::put_form(
+        &format!("/api/v1/media/{media_id}"),
+        &[("description", "too late")],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (404, json!({ "error": "Record not found" }))
+    );
+    assert_eq!(stub.post(&id).unwrap().media[0].description, None);
+}
+
+#[tokio::test]
+async fn pixelfed_put_media_updates_and_the_11th_within_a_minute_is_429_with_retry_after() {
+    let stub = StubInstance::builder(Flavour::Pixelfed)
+        .with_rate_limit("/api/v1/media/", 10, Duration::from_secs(60))
+        .start()
+        .await;
+    let token = stub.new_token("alice");
+    let ids = stub.add_image_posts("alice", 11);
+    for (i, id) in ids.iter().enumerate().take(10) {
+        let media_id = stub.post(id).unwrap().media[0].id.clone();
+        let reply = Req::put_form(
+            &format!("/api/v1/media/{media_id}"),
+            &[("description", &format!("photo {i}"))],
+        )
+        .bearer(&token)
+        .send(&stub)
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["id"], media_id);
+        assert_eq!(reply.json()["description"], format!("photo {i}"));
+        assert_eq!(reply.header("X-RateLimit-Limit"), Some("10"));
+        assert_eq!(
+            reply.header("X-RateLimit-Remaining"),
+            Some((9 - i).to_string().as_str())
+        );
+        assert_eq!(reply.header("Retry-After"), None);
+        assert_eq!(
+            stub.post(id).unwrap().media[0].description.as_deref(),
+            Some(format!("photo {i}").as_str())
+        );
+    }
+    let last = stub.post(&ids[10]).unwrap().media[0].id.clone();
+    let reply = Req::put_json(
+        &format!("/api/v1/media/{last}"),
+        &json!({ "description": "eleven" }),
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (429, json!({ "message": "Too Many Attempts." }))
+    );
+    let retry: u64 = reply.header("Retry-After").unwrap().parse().unwrap();
+    assert!((58..=60).contains(&retry), "{retry}");
+    let reset: u64 = reply.header("X-RateLimit-Reset").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 57..=now + 61).contains(&reset), "{reset} vs {now}");
+    assert_eq!(reply.header("X-RateLimit-Remaining"), Some("0"));
+    assert_eq!(stub.post(&ids[10]).unwrap().media[0].description, None);
+    // Per token: another user still has their ten. Other paths are not limited.
+    let bob = stub.new_token("bob");
+    let bobs = stub.add_post("bob", NewPost::text("b").image(None));
+    let bobs_media = stub.post(&bobs).unwrap().media[0].id.clone();
+    let reply = Req::put_form(
+        &format!("/api/v1/media/{bobs_media}"),
+        &[("description", "b")],
+    )
+    .bearer(&bob)
+    .send(&stub)
+    .await;
+    assert_eq!(
+        (reply.status, reply.header("X-RateLimit-Remaining")),
+        (200, Some("9"))
+    );
+    let other = Req::get(&format!("/api/v1/statuses/{}", ids[0]))
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(
+        (other.status, other.header("X-RateLimit-Limit")),
+        (200, None)
+    );
+    // Cleared at runtime: no limit, no headers.
+    stub.clear_rate_limit("/api/v1/media/");
+    let reply = Req::put_form(
+        &format!("/api/v1/media/{last}"),
+        &[("description", "eleven")],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(
+        (reply.status, reply.header("X-RateLimit-Limit")),
+        (200, None)
+    );
+    // Pixelfed has no status edits or sources.
+    for req in [
+        Req::get(&format!("/api/v1/statuses/{}/source", ids[0])),
+        Req::put_form(&format!("/api/v1/statuses/{}", ids[0]), &[("status", "x")]),
+    ] {
+        let reply = req.bearer(&token).send(&stub).await;
+        assert_eq!(
+            (reply.status, reply.json()),
+            (404, json!({ "message": "Not Found" }))
+        );
+    }
+}
+
+#[tokio::test]
+async fn mastodon_rate_limits_send_an_iso_8601_reset_on_every_answer_and_reset_with_the_window() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    stub.set_rate_limit("/api/v1/statuses/", 2, Duration::from_millis(1500));
+    let token = stub.new_token("alice");
+    let id = stub.add_post("alice", NewPost::text("x"));
+    let get = || Req::get(&format!("/api/v1/statuses/{id}")).bearer(&token);
+    for remaining in ["1", "0"] {
+        let reply = get().send(&stub).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("X-RateLimit-Limit"), Some("2"));
+        assert_eq!(reply.header("X-RateLimit-Remaining"), Some(remaining));
+        let reset = parse_iso8601(reply.header("X-RateLimit-Reset").unwrap());
+        let in_ms = (reset - time::OffsetDateTime::now_utc()).whole_milliseconds();
+        assert!((0..=1500).contains(&in_ms), "{in_ms}");
+    }
+    let limited = get().send(&stub).await;
+    assert_eq!(
+        (limited.status, limited.json()),
+        (429, json!({ "error": "Too many requests" }))
+    );
+    assert!(limited.header("X-RateLimit-Reset").is_some());
+    assert_eq!(limited.header("Retry-After"), None);
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let again = get().send(&stub).await;
+    assert_eq!(
+        (again.status, again.header("X-RateLimit-Remaining")),
+        (200, Some("1"))
+    );
+}
+
+#[tokio::test]
+async fn another_users_post_is_not_found_for_edits_and_sources() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let bob = stub.new_token("bob");
+    let id = stub.add_post("alice", NewPost::text("mine").image(None));
+    let media_id = stub.post(&id).unwrap().media[0].id.clone();
+    for req in [
+        Req::get(&format!("/api/v1/statuses/{id}/source")),
+        Req::put_form(
+            &format!("/api/v1/statuses/{id}"),
+            &[("status", "not yours"), ("media_ids[]", &media_id)],
+        ),
+    ] {
+        let reply = req.bearer(&bob).send(&stub).await;
+        assert_eq!(
+            (reply.status, reply.json()),
+            (404, json!({ "error": "Record not found" }))
+        );
+    }
+    assert_eq!(stub.post(&id).unwrap().text, "mine");
+    assert_eq!(stub.edit_count(), 0);
+    let public = Req::get(&format!("/api/v1/statuses/{id}"))
+        .bearer(&bob)
+        .send(&stub)
+        .await;
+    assert_eq!(public.status, 200, "reading is fine");
+
+    let stub = StubInstance::start(Flavour::Pixelfed).await;
+    let bob = stub.new_token("bob");
+    let id = stub.add_post("alice", NewPost::text("mine").image(None));
+    let media_id = stub.post(&id).unwrap().media[0].id.clone();
+    let reply = Req::put_form(
+        &format!("/api/v1/media/{media_id}"),
+        &[("description", "no")],
+    )
+    .bearer(&bob)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(stub.post(&id).unwrap().media[0].description, None);
+}
+
+#[tokio::test]
+async fn a_description_over_the_limit_is_422() {
+    let stub = StubInstance::builder(Flavour::Mastodon43)
+        .with_description_limit(10)
+        .start()
+        .await;
+    let token = stub.new_token("alice");
+    let id = stub.add_post("alice", NewPost::text("x").image(None).image(None));
+    let post = stub.post(&id).unwrap();
+    let (m1, m2) = (post.media[0].id.clone(), post.media[1].id.clone());
+    let body = json!({
+        "status": "changed", "media_ids": [m1, m2],
+        "media_attributes": [{ "id": m1, "description": "fits" }, { "id": m2, "description": "ünïcödé ok" }]
+    });
+    let reply = Req::put_json(&format!("/api/v1/statuses/{id}"), &body)
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(reply.status, 200, "ten characters fit: {}", reply.text());
+    let body = json!({
+        "status": "changed again", "media_ids": [m1, m2],
+        "media_attributes": [{ "id": m1, "description": "new" }, { "id": m2, "description": "eleven char" }]
+    });
+    let reply = Req::put_json(&format!("/api/v1/statuses/{id}"), &body)
+        .bearer(&token)
+        .send(&stub)
+        .await;
+    assert_eq!(
+        (reply.status, reply.json()),
+        (
+            422,
+            json!({ "error": "Validation failed: Description is too long (maximum is 10 characters)" })
+        )
+    );
+    let after = stub.post(&id).unwrap();
+    assert_eq!(
+        (after.text.as_str(), after.media[0].description.as_deref()),
+        ("changed", Some("fits")),
+        "one transaction: nothing of the failed edit stays"
+    );
+
+    let stub = StubInstance::builder(Flavour::Pixelfed)
+        .with_description_limit(5)
+        .start()
+        .await;
+    let token = stub.new_token("alice");
+    let id = stub.add_post("alice", NewPost::text("x").image(None));
+    let media_id = stub.post(&id).unwrap().media[0].id.clone();
+    let reply = Req::put_form(
+        &format!("/api/v1/media/{media_id}"),
+        &[("description", "sixsix")],
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 422);
+    assert_eq!(
+        reply.json(),
+        json!({
+            "message": "The description field must not be greater than 5 characters.",
+            "errors": { "description": ["The description field must not be greater than 5 characters."] }
+        })
+    );
+    assert_eq!(stub.post(&id).unwrap().media[0].description, None);
+}
+
+#[tokio::test]
+async fn description_limits_are_advertised_in_the_instance_endpoints() {
+    let mastodon = StubInstance::start(Flavour::Mastodon43).await;
+    let pixelfed = StubInstance::start(Flavour::Pixelfed).await;
+    let limit = |v: &Value| v["configuration"]["media_attachments"]["description_limit"].clone();
+    for path in ["/api/v2/instance", "/api/v1/instance"] {
+        assert_eq!(
+            limit(&Req::get(path).send(&mastodon).await.json()),
+            1500,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        limit(&Req::get("/api/v1/instance").send(&pixelfed).await.json()),
+        1000
+    );
+    assert_eq!(
+        (mastodon.description_limit(), pixelfed.description_limit()),
+        (1500, 1000)
+    );
+    for flavour in [Flavour::Mastodon43, Flavour::Pixelfed] {
+        let stub = StubInstance::builder(flavour)
+            .with_description_limit(420)
+            .start()
+            .await;
+        assert_eq!(
+            limit(&Req::get("/api/v1/instance").send(&stub).await.json()),
+            420
+        );
+        if flavour == Flavour::Mastodon43 {
+            assert_eq!(
+                limit(&Req::get("/api/v2/instance").send(&stub).await.json()),
+                420
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn faults_apply_to_paths_with_ids() {
+    let stub = StubInstance::start(Flavour::Mastodon43).await;
+    let token = stub.new_token("alice");
+    let id = stub.add_post("alice", NewPost::text("x").image(None));
+    let path = format!("/api/v1/statuses/{id}");
+    stub.set_fault("/api/v1/statuses/", Fault::Status(500));
+    for req in [
+        Req::get(&path),
+        Req::get(&format!("{path}/source")),
+        Req::put_form(&path, &[("status", "y")]),
+    ] {
+        assert_eq!(req.bearer(&token).send(&stub).await.status, 500);
+    }
+    assert_eq!(
+        stub.post(&id).unwrap().text,
+        "x",
+        "a faulted PUT changes nothing"
+    );
+    stub.clear_fault("/api/v1/statuses/");
+    stub.fail_next(&path, Fault::RateLimited { reset_in_secs: 5 });
+    assert_eq!(Req::get(&path).bearer(&token).send(&stub).await.status, 429);
+    assert_eq!(Req::get(&path).bearer(&token).send(&stub).await.status, 200);
+    stub.fail_next(&statuses_path(&stub, "alice"), Fault::Garbage);
+    let garbage = Req::get(&format!(
+        "{}?only_media=true",
+        statuses_path(&stub, "alice")
+    ))
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert!(serde_json::from_slice::<Value>(&garbage.body).is_err());
+    // Bad input is a 4xx, never a panic.
+    for target in [
+        "/api/v1/statuses/".to_owned(),
+        "/api/v1/statuses/%ZZ".to_owned(),
+        format!(
+            "{}?limit=abc&max_id=%00&min_id=-1&since_id=99999999999999999999999999999999999999999",
+            statuses_path(&stub, "alice")
+        ),
+    ] {
+        let reply = Req::get(&target).bearer(&token).send(&stub).await;
+        assert!(
+            reply.status == 200 || reply.status == 404,
+            "{target}: {}",
+            reply.status
+        );
+    }
+    let reply = Req::put_json(
+        &path,
+        &json!({ "media_ids": "nope", "media_attributes": [1, null, {"id": []}] }),
+    )
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 422, "no text and no media: {}", reply.text());
+    let reply = Req {
+        body: Some(("application/json", b"{not json".to_vec())),
+        ..Req::put_json(&path, &json!({}))
+    }
+    .bearer(&token)
+    .send(&stub)
+    .await;
+    assert_eq!(reply.status, 422);
+    assert_eq!(
+        Req::get(&path).bearer(&token).send(&stub).await.status,
+        200,
+        "still serving"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2554,7 +2554,7 @@ fn truthy(value: &str) -> Option<bool> {
     }
 }
 
-/// Mastodon's MIME for a kind, for the file name in the stub's media URLs.
+/// The file extension of a kind's URL (Mastodon serves gifv and video as mp4).
 fn media_extension(kind: &str) -> &'static str {
     match kind {
         "gifv" | "video" => "mp4",
