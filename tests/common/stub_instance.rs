@@ -2823,7 +2823,9 @@ type MediaAttribute = (Option<String>, Option<Option<String>>);
 /// pairs (a key already in the last hash starts a new one), `media_attributes[0][id]=…` indexed
 /// hashes, or a JSON array of objects (or an object of objects keyed by index).
 fn media_attributes(request: &RecordedRequest) -> Vec<MediaAttribute> {
-    let mut entries: Vec<(Option<String>, Vec<(String, String)>)> = Vec::new();
+    // (index if any, the hash's fields in order)
+    type Entry = (Option<String>, Vec<(String, String)>);
+    let mut entries: Vec<Entry> = Vec::new();
     for (name, value) in &request.form {
         let Some(rest) = name.strip_prefix("media_attributes[") else {
             continue;
