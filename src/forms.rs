@@ -51,9 +51,7 @@ pub struct DescriptionForm {
     pub description: String,
     #[field(default = DescriptionAction::Save)]
     pub action: DescriptionAction,
-    #[field(default = None)]
     pub filter: Option<crate::models::MediaFilter>,
-    #[field(default = None)]
     pub page: Option<i64>,
     #[field(default = String::new())]
     pub csrf_token: String,

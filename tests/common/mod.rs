@@ -498,6 +498,8 @@ impl<'a> Browser<'a> {
             .location
             .as_deref()
             .unwrap_or_else(|| panic!("not a redirect: {} {}", page.status, page.body));
+        // Browsers keep a fragment (`#item-3`) to themselves.
+        let to = to.split('#').next().unwrap_or(to);
         self.get(to).await
     }
 
