@@ -471,3 +471,60 @@ backend_test!(async fn the_progress_endpoint_needs_a_session_and_reports_the_sca
     let page = alice.follow(&again).await;
     assert!(page.body.contains("already under way"), "{}", page.body);
 });
+
+backend_test!(async fn a_rate_limited_publish_waits_and_then_publishes(app) config = quiet, {
+    let alice = app.user_with_platform("alice").await;
+    let ids = app.mastodon.add_image_posts("alice", 1);
+    request_scan(&alice).await;
+    pass(&app).await;
+    let media = app.mastodon.post(&ids[0]).expect("post").media[0].id.clone();
+    let id = item_id(&app, &media).await;
+    app.mastodon.fail_next(
+        &format!("/api/v1/statuses/{}", ids[0]),
+        Fault::RateLimited { reset_in_secs: 1 },
+    );
+    describe(&alice, id, "A harbour at night", "publish").await;
+
+    pass(&app).await;
+    let progress = alice.get("/api/audit").await.json();
+    assert_eq!(progress["items"][0]["state"], "waiting", "{progress}");
+    let page = alice.get("/audit?filter=drafted").await;
+    assert!(page.body.contains("Waiting for the instance&#x27;s rate limit until")
+        || page.body.contains("Waiting for the instance's rate limit until"), "{}", page.body);
+    assert_eq!(app.mastodon.edit_count(), 0);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let done = pass(&app).await;
+    assert_eq!(done.published, 1, "{done:?}");
+    assert_eq!(
+        app.mastodon.post(&ids[0]).expect("post").media[0].description.as_deref(),
+        Some("A harbour at night")
+    );
+});
+
+backend_test!(async fn a_live_claim_keeps_other_workers_off_and_a_stale_one_runs_out(app) config = quiet, {
+    let alice = app.user_with_platform("alice").await;
+    app.mastodon.add_image_posts("alice", 2);
+    request_scan(&alice).await;
+    let later = Timestamp::now().plus_seconds(60);
+    app.exec(
+        "UPDATE media_audits SET claim_token = 'another-process', claimed_until = $1",
+        vec![Value::from(later)],
+    )
+    .await;
+    assert_eq!(pass(&app).await.accounts, 0, "claimed elsewhere");
+    assert_eq!(items(&app).await.len(), 0);
+
+    let past = Timestamp::now().minus_seconds(1);
+    app.exec(
+        "UPDATE media_audits SET claimed_until = $1",
+        vec![Value::from(past)],
+    )
+    .await;
+    assert_eq!(pass(&app).await.accounts, 1, "the crashed process's claim ran out");
+    assert_eq!(items(&app).await.len(), 2);
+    let left = app
+        .count("SELECT COUNT(*) FROM media_audits WHERE claim_token IS NOT NULL", vec![])
+        .await;
+    assert_eq!(left, 0, "released after the work");
+});

@@ -20,6 +20,7 @@ use crate::instance::{
     edits_media_attributes, Instance, InstanceError, RateLimit, Status, StatusEdit,
 };
 use crate::models::{FoundMedia, MediaAudit, MediaItem, Platform, PlatformType, ScanState};
+use crate::services::media_audit::{old_mastodon_message, reconnect_message};
 use crate::services::platforms::NOT_FOUND;
 
 /// How long a claim holds without being extended: longer than one page or one item takes (a
@@ -651,17 +652,4 @@ fn wait_until(reset: Option<Timestamp>) -> Timestamp {
         Some(at) => at.max(now.plus_seconds(1)).min(now.plus_seconds(3600)),
         None => now.plus_seconds(DEFAULT_WAIT),
     }
-}
-
-pub fn reconnect_message(host: &str) -> String {
-    format!(
-        "{host} no longer accepts tether's access to this account. Reconnect it, then scan again."
-    )
-}
-
-pub fn old_mastodon_message(host: &str, version: &str) -> String {
-    format!(
-        "{host} runs Mastodon {version}, which cannot edit the descriptions of images that are \
-         already posted (Mastodon 4.1 and later can). Your draft is kept."
-    )
 }

@@ -9,7 +9,6 @@ use crate::db::{ScopedConnection, Timestamp};
 use crate::error::{Error, Result};
 use crate::forms::DescriptionAction;
 use crate::instance::edits_media_attributes;
-use crate::jobs::media_audit::old_mastodon_message;
 use crate::models::{
     MediaAudit, MediaFilter, MediaItem, MediaState, MediaSummary, Platform, PlatformType, ScanState,
 };
@@ -402,6 +401,19 @@ pub async fn progress(conn: &ScopedConnection, platform: &Platform) -> Result<Pr
             })
             .collect(),
     })
+}
+
+pub fn reconnect_message(host: &str) -> String {
+    format!(
+        "{host} no longer accepts tether's access to this account. Reconnect it, then scan again."
+    )
+}
+
+pub fn old_mastodon_message(host: &str, version: &str) -> String {
+    format!(
+        "{host} runs Mastodon {version}, which cannot edit the descriptions of images that are \
+         already posted (Mastodon 4.1 and later can). Your draft is kept."
+    )
 }
 
 #[cfg(test)]
