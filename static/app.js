@@ -169,8 +169,9 @@
 
     // Pages about one account's content show the other account's after a reload; the
     // dashboard's audit card is refreshed in place.
-    if (document.querySelector('[data-reload-on-switch]')) {
-      window.location.reload();
+    var scoped = document.querySelector('[data-reload-on-switch]');
+    if (scoped) {
+      window.location.assign(scoped.getAttribute('data-reload-on-switch') || window.location.pathname);
       return;
     }
     refreshAudit();
@@ -303,7 +304,7 @@
         var reload = section.querySelector('[data-scan-reload]');
         var typing = document.querySelector('textarea[data-dirty]');
         if (typing && reload) reload.hidden = false;
-        else if (!typing) window.location.reload();
+        else if (!typing) window.location.assign(section.getAttribute('data-self-url') || window.location.pathname);
       }
     });
     (data.items || []).forEach(function (item) {

@@ -528,3 +528,38 @@ backend_test!(async fn a_live_claim_keeps_other_workers_off_and_a_stale_one_runs
         .await;
     assert_eq!(left, 0, "released after the work");
 });
+
+backend_test!(async fn a_source_answer_without_text_never_becomes_an_edit(app) config = quiet, {
+    let alice = app.user_with_platform("alice").await;
+    let ids = app.mastodon.add_image_posts("alice", 1);
+    request_scan(&alice).await;
+    pass(&app).await;
+    let id = item_id(&app, &app.mastodon.post(&ids[0]).expect("post").media[0].id).await;
+    // 200 with `{"error": …}`: an answer that is not the post's source.
+    app.mastodon
+        .fail_next(&format!("/api/v1/statuses/{}/source", ids[0]), Fault::Status(200));
+    describe(&alice, id, "A quiet street", "publish").await;
+    pass(&app).await;
+    assert_eq!(app.mastodon.edit_count(), 0, "nothing was sent");
+    assert_eq!(app.mastodon.post(&ids[0]).expect("post").text, "Photo 1");
+    assert_eq!(items(&app).await[0].2, "failed");
+});
+
+backend_test!(async fn a_published_description_removed_elsewhere_is_missing_again_after_a_rescan(app) config = quiet, {
+    let alice = app.user_with_platform("alice").await;
+    let ids = app.mastodon.add_image_posts("alice", 1);
+    request_scan(&alice).await;
+    pass(&app).await;
+    let media = app.mastodon.post(&ids[0]).expect("post").media[0].id.clone();
+    let id = item_id(&app, &media).await;
+    describe(&alice, id, "A kite over a field", "publish").await;
+    pass(&app).await;
+    assert_eq!(items(&app).await[0].2, "published");
+
+    app.mastodon.set_media_description(&media, None);
+    request_scan(&alice).await;
+    pass(&app).await;
+    assert_eq!(items(&app).await[0].2, "none");
+    let progress = alice.get("/api/audit").await.json();
+    assert_eq!(progress["summary"]["missing"], 1, "{progress}");
+});

@@ -38,6 +38,17 @@ impl Timestamp {
         OffsetDateTime::from_unix_timestamp(self.0)
     }
 
+    /// `2026-11-27T01:32:05Z`, for `<time datetime>` and machines.
+    pub fn iso(self) -> String {
+        self.datetime()
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default()
+    }
+
     /// `2026-11-27 01:32 UTC`, for pages.
     pub fn display(self) -> String {
         match self.datetime() {

@@ -211,12 +211,18 @@ impl<'a> Instance<'a> {
         let v2 = self
             .send(OutboundRequest::get(self.url("/api/v2/instance")?))
             .await?;
+        if v2.status == 429 {
+            return Err(InstanceError::RateLimited(RateLimit::of(&v2).reset));
+        }
         let body: Json = if v2.is_success() {
             v2.json().map_err(|_| InstanceError::NotMastodonLike)?
         } else {
             let v1 = self
                 .send(OutboundRequest::get(self.url("/api/v1/instance")?))
                 .await?;
+            if v1.status == 429 {
+                return Err(InstanceError::RateLimited(RateLimit::of(&v1).reset));
+            }
             if !v1.is_success() {
                 return Err(if v1.status >= 500 {
                     InstanceError::Status(v1.status)

@@ -116,7 +116,7 @@ impl Status {
 /// since `content` is the rendered HTML.
 #[derive(Clone, Debug, Deserialize)]
 pub struct StatusSource {
-    #[serde(default)]
+    /// Required: an answer without it must not become an edit that blanks the post.
     pub text: String,
     #[serde(default)]
     pub spoiler_text: String,
@@ -260,7 +260,9 @@ fn link_next(header: &str) -> Option<&str> {
 fn checked(res: OutboundResponse) -> Result<OutboundResponse> {
     match res.status {
         200..=299 => Ok(res),
-        401 | 403 => Err(InstanceError::Rejected(error_text(&res))),
+        401 => Err(InstanceError::Rejected(error_text(&res))),
+        // Refused for this post or attachment only, not a dead token.
+        403 => Err(InstanceError::Invalid(error_text(&res))),
         404 => Err(InstanceError::NotFound),
         422 => Err(InstanceError::Invalid(error_text(&res))),
         429 => Err(InstanceError::RateLimited(RateLimit::of(&res).reset)),

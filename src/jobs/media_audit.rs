@@ -255,9 +255,17 @@ impl<'a> Worker<'a> {
             return Ok(None);
         };
         let (run, mut cursor, mut posts, mut oldest) = if audit.scan_state == ScanState::Queued {
+            // What the instance says about itself decides the description limit and whether
+            // Mastodon can edit posted media; an instance that will not say (a locked-down
+            // server's 401, an odd answer) is taken to be the type it was connected as.
             let info = match self.call(account.instance.detect()).await? {
                 Ok(info) => info,
-                Err(e) => return self.scan_error(e, &host).await,
+                Err(e @ InstanceError::RateLimited(_)) => return self.scan_error(e, &host).await,
+                Err(_) => crate::instance::InstanceInfo {
+                    kind: account.platform.platform_type,
+                    version: String::new(),
+                    description_limit: None,
+                },
             };
             let first = match account.instance.statuses_url(&account_id) {
                 Ok(url) => url,
@@ -311,16 +319,22 @@ impl<'a> Worker<'a> {
             };
             self.pass.pages += 1;
             let remaining = usize::try_from(max - posts).unwrap_or(0);
-            let fresh: Vec<&Status> = page
+            let new: Vec<&Status> = page
                 .statuses
                 .iter()
-                .filter(|s| s.reblog.is_none())
                 .filter(|s| seen.insert(s.id.clone()))
-                .take(remaining)
                 .collect();
-            if fresh.is_empty() {
+            // The end: an empty page, or one that only repeats what was seen.
+            if new.is_empty() {
                 break true;
             }
+            // A server that ignores `exclude_reblogs` may send a page of boosts: skip them and
+            // go on, it is not the end of the account.
+            let fresh: Vec<&Status> = new
+                .into_iter()
+                .filter(|s| s.reblog.is_none())
+                .take(remaining)
+                .collect();
             let next = match (&page.next, account.platform.platform_type) {
                 (Some(next), _) => Some(next.to_string()),
                 (None, PlatformType::Pixelfed) => page
@@ -362,7 +376,7 @@ impl<'a> Worker<'a> {
                 break true;
             }
             if let Some(reset) = page.limit.exhausted() {
-                return Ok(Some(Stop::Wait(reset)));
+                return Ok(Some(Stop::Wait(wait_until(Some(reset)))));
             }
             cursor = next;
         };
@@ -425,7 +439,7 @@ impl<'a> Worker<'a> {
                     let version = audit.instance_version.as_deref().unwrap_or_default();
                     if !edits_media_attributes(version) {
                         for item in &group {
-                            self.fail(item.id, &old_mastodon_message(&host, version))
+                            self.fail(item, &old_mastodon_message(&host, version))
                                 .await?;
                         }
                         continue;
@@ -441,14 +455,15 @@ impl<'a> Worker<'a> {
             match outcome {
                 Ok(limit) => {
                     if let Some(reset) = limit.exhausted() {
-                        return Ok(Some(Stop::Wait(reset)));
+                        return Ok(Some(Stop::Wait(wait_until(Some(reset)))));
                     }
                 }
                 Err(InstanceError::RateLimited(reset)) => {
                     let until = wait_until(reset);
                     let mut db = self.conn.get().await?;
                     for item in &group {
-                        MediaItem::mark_waiting(&mut *db, item.id, until).await?;
+                        let sent = item.draft.as_deref().unwrap_or_default();
+                        MediaItem::mark_waiting(&mut *db, item.id, sent, until).await?;
                     }
                     return Ok(Some(Stop::Wait(until)));
                 }
@@ -462,16 +477,17 @@ impl<'a> Worker<'a> {
                         e => e.message(&host),
                     };
                     for item in &group {
-                        self.fail(item.id, &message).await?;
+                        self.fail(item, &message).await?;
                     }
                 }
             }
         }
     }
 
-    async fn fail(&mut self, id: i64, message: &str) -> Result<()> {
+    async fn fail(&mut self, item: &MediaItem, message: &str) -> Result<()> {
+        let sent = item.draft.as_deref().unwrap_or_default();
         let mut db = self.conn.get().await?;
-        MediaItem::mark_failed(&mut *db, id, message).await?;
+        MediaItem::mark_failed(&mut *db, item.id, sent, message).await?;
         self.pass.failed += 1;
         Ok(())
     }
@@ -498,13 +514,19 @@ impl<'a> Worker<'a> {
             Ok(status) => status,
             Err(e) => return Ok(Err(e)),
         };
+        // An edit sends the text back; without it the post would lose its text.
+        if source.text.trim().is_empty() && !plain_text(&status.content, 10).is_empty() {
+            return Ok(Err(InstanceError::Invalid(
+                "it did not give tether the post's text, so the post was not edited".into(),
+            )));
+        }
         let mut descriptions = Vec::new();
         for item in group {
             match (&item.draft, status.attachment(&item.media_id)) {
                 (Some(draft), Some(_)) => descriptions.push((item.media_id.clone(), draft.clone())),
                 _ => {
                     self.fail(
-                        item.id,
+                        item,
                         "This image is no longer part of the post. Scan again to refresh the list.",
                     )
                     .await?;
@@ -536,7 +558,7 @@ impl<'a> Worker<'a> {
     ) -> Result<crate::instance::Result<RateLimit>> {
         let (instance, access) = (account.instance, account.access);
         let Some(draft) = item.draft.clone() else {
-            self.fail(item.id, "There is no draft to publish.").await?;
+            self.fail(item, "There is no draft to publish.").await?;
             return Ok(Ok(RateLimit::default()));
         };
         {
@@ -573,7 +595,7 @@ impl<'a> Worker<'a> {
                 self.pass.published += 1;
             } else if item.state != crate::models::MediaState::Failed {
                 self.fail(
-                    item.id,
+                    item,
                     &format!("{host} accepted the edit but does not show the new description."),
                 )
                 .await?;

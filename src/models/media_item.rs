@@ -182,7 +182,8 @@ const ORDER: &str =
          posted_at DESC, status_id DESC, position";
 
 impl MediaItem {
-    /// Inserts or refreshes what the instance says; tether's draft and state are left alone.
+    /// Inserts or refreshes what the instance says; tether's draft and state are left alone,
+    /// except that a published description changed or removed elsewhere is published no more.
     pub async fn upsert(
         db: &mut impl Exec,
         platform_id: i64,
@@ -196,7 +197,11 @@ impl MediaItem {
              ON CONFLICT (platform_id, media_id) DO UPDATE
                  SET status_id = $2, status_url = $3, posted_at = $4, status_text = $5,
                      position = $7, media_type = $8, preview_url = $9, description = $10,
-                     seen_run = $11, updated_at = $12",
+                     seen_run = $11, updated_at = $12,
+                     state = CASE WHEN media_items.state = 'published'
+                                   AND ($10 IS NULL OR media_items.draft IS NULL
+                                        OR trim($10) <> trim(media_items.draft))
+                                  THEN 'none' ELSE media_items.state END",
         )
         .bind(platform_id)
         .bind(found.status_id)
@@ -304,16 +309,20 @@ impl MediaItem {
         .await
     }
 
-    /// The items whose state is not the plain "nothing written", for the progress endpoint.
+    /// What the progress endpoint reports: the queue, and what it finished in the last ten
+    /// minutes.
     pub async fn in_flight(
         db: &mut impl Exec,
         platform_id: i64,
     ) -> Result<Vec<MediaItem>, sqlx::Error> {
         query(&format!(
-            "{SELECT} WHERE platform_id = $1 AND state IN ('queued', 'waiting', 'published', 'failed')
-             ORDER BY queued_at, id LIMIT 500"
+            "{SELECT} WHERE platform_id = $1
+               AND (state IN ('queued', 'waiting')
+                    OR (state IN ('published', 'failed') AND updated_at > $2))
+             ORDER BY updated_at DESC, id LIMIT 200"
         ))
         .bind(platform_id)
+        .bind(Timestamp::now().minus_seconds(600))
         .fetch_all(db)
         .await
     }
@@ -372,7 +381,7 @@ impl MediaItem {
     ) -> Result<Option<MediaItem>, sqlx::Error> {
         query(&format!(
             "{SELECT} WHERE platform_id = $1 AND state IN ('queued', 'waiting')
-             ORDER BY queued_at, id LIMIT 1"
+             ORDER BY queued_at, posted_at, position, id LIMIT 1"
         ))
         .bind(platform_id)
         .fetch_optional(db)
@@ -445,20 +454,23 @@ impl MediaItem {
         .map(drop)
     }
 
-    /// Only a still-queued item fails: a draft saved meanwhile stays a draft.
+    /// Only a still-queued item with the draft that was sent fails: a draft saved meanwhile
+    /// keeps its own state.
     pub async fn mark_failed(
         db: &mut impl Exec,
         id: i64,
+        sent: &str,
         message: &str,
     ) -> Result<(), sqlx::Error> {
         query(
             "UPDATE media_items SET state = 'failed', error = $1, waiting_until = NULL,
                  updated_at = $2
-             WHERE id = $3 AND state IN ('queued', 'waiting')",
+             WHERE id = $3 AND state IN ('queued', 'waiting') AND draft = $4",
         )
         .bind(message)
         .bind(Timestamp::now())
         .bind(id)
+        .bind(sent)
         .execute(db)
         .await
         .map(drop)
@@ -467,15 +479,17 @@ impl MediaItem {
     pub async fn mark_waiting(
         db: &mut impl Exec,
         id: i64,
+        sent: &str,
         until: Timestamp,
     ) -> Result<(), sqlx::Error> {
         query(
             "UPDATE media_items SET state = 'waiting', waiting_until = $1, updated_at = $2
-             WHERE id = $3 AND state IN ('queued', 'waiting')",
+             WHERE id = $3 AND state IN ('queued', 'waiting') AND draft = $4",
         )
         .bind(until)
         .bind(Timestamp::now())
         .bind(id)
+        .bind(sent)
         .execute(db)
         .await
         .map(drop)

@@ -49,6 +49,9 @@ struct View {
     pager: Pager,
     scan_action: String,
     publish_all_action: String,
+    /// This page's own address, for the script's reloads (a re-rendered form's URL is the
+    /// form's action, which only takes a POST).
+    self_url: String,
 }
 
 #[derive(serde::Serialize)]
@@ -74,7 +77,9 @@ impl View {
         let pager = Pager::new(audit.page, audit.matching, PAGE_SIZE, |n| {
             uri!(show(filter = Some(filter), page = Some(n))).to_string()
         });
+        let self_url = uri!(show(filter = Some(filter), page = Some(audit.page))).to_string();
         View {
+            self_url,
             audit,
             filters,
             pager,
@@ -171,11 +176,10 @@ pub async fn retry(
     conn: Connection<'_>,
     _form: CsrfForm<CsrfOnly>,
 ) -> Result<Flash<Redirect>> {
-    let item = service::retry(&conn, user.id, id).await?;
-    Ok(Flash::success(
-        back(None, None, Some(item.id)),
-        "Queued again.",
-    ))
+    Ok(match service::retry(&conn, user.id, id).await? {
+        Ok(item) => Flash::success(back(None, None, Some(item.id)), "Queued again."),
+        Err(reason) => Flash::error(back(None, None, Some(id)), reason),
+    })
 }
 
 #[post("/audit/publish-all", data = "<_form>")]

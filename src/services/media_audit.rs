@@ -102,6 +102,7 @@ pub struct ItemView {
     pub item: MediaItem,
     pub kind_label: &'static str,
     pub state_label: &'static str,
+    pub posted_iso: String,
     /// What the text area starts with: the draft, else the instance's description.
     pub text: String,
     pub has_description: bool,
@@ -146,6 +147,7 @@ impl ItemView {
         };
         ItemView {
             kind_label: item.media_type.label(),
+            posted_iso: item.posted_at.iso(),
             state_label: item.state.label(),
             can_retry: item.state == MediaState::Failed,
             text,
@@ -323,18 +325,29 @@ pub async fn save(
     Ok(Ok((item, saved)))
 }
 
-/// "Retry" on a failed item.
-pub async fn retry(conn: &ScopedConnection, user_id: i64, id: i64) -> Result<MediaItem> {
+/// "Retry" on a failed item; `Err` says why this instance cannot take it.
+pub async fn retry(
+    conn: &ScopedConnection,
+    user_id: i64,
+    id: i64,
+) -> Result<std::result::Result<MediaItem, String>> {
     let mut db = conn.get().await?;
     let item = MediaItem::find_for_user(&mut *db, user_id, id)
         .await?
         .ok_or(NOT_FOUND)?;
+    let platform = Platform::find_for_user(&mut *db, user_id, item.platform_id)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    let audit = MediaAudit::find(&mut *db, platform.id).await?;
+    if let Some(reason) = publish_blocked(&platform, audit.as_ref()) {
+        return Ok(Err(reason));
+    }
     let mut tx = db.begin().await?;
     if MediaItem::queue(&mut tx, id).await? {
         MediaAudit::wake(&mut tx, item.platform_id).await?;
     }
     tx.commit().await?;
-    Ok(item)
+    Ok(Ok(item))
 }
 
 /// "Publish all drafts" of the account; how many were queued, or why none can be.
