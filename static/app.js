@@ -283,9 +283,9 @@
     var scan = data.scan || {};
     each('[data-audit-progress]', document, function (section) {
       var bar = section.querySelector('[data-scan-bar]');
-      if (bar && scan.max_posts > 0) {
-        bar.max = scan.max_posts;
-        bar.value = Math.min(scan.posts_scanned, scan.max_posts);
+      if (bar && scan.bar_max > 0) {
+        bar.max = scan.bar_max;
+        bar.value = Math.min(scan.bar_value, scan.bar_max);
         bar.hidden = false;
       }
       var message = section.querySelector('[data-scan-message]');

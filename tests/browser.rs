@@ -11,7 +11,10 @@
 //!   form, press "Connect with your instance" and end up on tether's dashboard with the account
 //!   connected: the browser itself followed tether's 303 to the instance and the instance's 302
 //!   back, the instance received a PKCE token exchange whose verifier matches the challenge the
-//!   browser carried, and the browser logged no CSP violation on the way;
+//!   browser carried, and the browser logged no CSP violation on the way; then, in the same
+//!   browser, the alt-text audit: a scan started from the page finishes on it (the script polls
+//!   `/api/audit`, tether's background worker does the work), the character count follows
+//!   typing, and a published description shows as published without the person reloading;
 //! - the same browser really enforces `form-action` on that redirect (the negative control): a
 //!   page of the test's own whose form posts to its own server, which 303s to the instance, does
 //!   not get the browser to the instance under `form-action 'self'` nor under tether's policy
@@ -901,8 +904,64 @@ fn connect_with_instance_completes_in_a_real_browser() {
         violations.is_empty(),
         "the connect flow completed, but the browser reported CSP violations: {violations:#?}"
     );
+
+    // The alt-text audit in the same browser, with its script: the scan's progress updates in
+    // place (the worker runs in tether's background loop), the count follows typing, and a
+    // published description is confirmed on the page without a reload by the person.
+    stub.add_image_posts("wanda", 3);
+    browser.goto(&format!("{base}/audit"));
+    browser.click("xpath", "//button[normalize-space()='Scan recent posts']");
+    let scanned = wait_until(WAIT_LIMIT * 2, || {
+        let text = browser.text();
+        (text.contains("Scanned 3 of at most 400 posts; finished") && text.contains("Photo 3"))
+            .then_some(())
+    });
+    assert!(
+        scanned.is_some(),
+        "the scan did not finish on the page:\n{}",
+        browser.describe()
+    );
+    let area = "textarea[name='description']";
+    browser.type_into(area, "A red door");
+    assert!(
+        browser.text().contains("10 of 1500 characters."),
+        "no live count:\n{}",
+        browser.describe()
+    );
+    browser.click(
+        "xpath",
+        "(//button[@name='action' and @value='publish'])[1]",
+    );
+    let published = wait_until(WAIT_LIMIT * 2, || {
+        browser.text().contains("Published 20").then_some(())
+    });
+    assert!(
+        published.is_some(),
+        "the publish was not confirmed on the page:\n{}\n--- tether ---\n{}",
+        browser.describe(),
+        tether.output()
+    );
+    let described = stub
+        .posts_of("wanda")
+        .iter()
+        .filter(|p| p.media[0].description.as_deref() == Some("A red door"))
+        .count();
+    assert_eq!(described, 1, "{}", requests(&stub));
+    browser.read_log();
+    // (The stub serves no image files, so missing previews are expected; script errors and
+    // CSP refusals are not.)
+    let errors: Vec<&String> = browser
+        .log
+        .iter()
+        .filter(|l| is_csp_violation(l) || l.contains("Uncaught"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "browser errors on the audit page: {errors:#?}"
+    );
+
     println!(
-        "connected in a real browser in {:?}; browser log: {:#?}",
+        "connected and audited in a real browser in {:?}; browser log: {:#?}",
         started.elapsed(),
         browser.log
     );

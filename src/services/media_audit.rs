@@ -38,6 +38,10 @@ pub struct ScanView {
     pub error: Option<String>,
     /// One sentence: "Scanned 120 of at most 400 posts", "Waiting for … until …".
     pub message: String,
+    /// The progress bar: posts read of at most `max_posts`, full once the scan has finished
+    /// (an account with fewer posts ends early).
+    pub bar_value: i64,
+    pub bar_max: i64,
 }
 
 impl ScanView {
@@ -53,6 +57,8 @@ impl ScanView {
                 waiting_until: None,
                 error: None,
                 message: "This account has not been scanned yet.".into(),
+                bar_value: 0,
+                bar_max: 0,
             };
         };
         let now = Timestamp::now();
@@ -91,6 +97,12 @@ impl ScanView {
             waiting_until,
             error: audit.scan_error.clone(),
             message,
+            bar_value: audit.posts_scanned,
+            bar_max: if audit.scan_state == ScanState::Finished {
+                audit.posts_scanned.max(1)
+            } else {
+                audit.max_posts
+            },
         }
     }
 }
