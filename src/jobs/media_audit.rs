@@ -98,23 +98,15 @@ pub async fn run_once(deps: &Deps) -> Result<Pass> {
 
 /// The loop: a pass every `audit_poll_interval` seconds, until shutdown.
 pub fn spawn(rocket: &Rocket<Orbit>) {
-    let Some(deps) = Deps::of(rocket) else {
-        rocket::warn!("alt-text worker not started: application state missing");
-        return;
-    };
-    let every = Duration::from_secs(deps.runtime.settings.audit_poll_interval.max(1));
-    let mut shutdown = rocket.shutdown();
-    rocket::tokio::spawn(async move {
-        loop {
-            rocket::tokio::select! {
-                _ = &mut shutdown => break,
-                _ = rocket::tokio::time::sleep(every) => {}
-            }
-            if let Err(e) = run_once(&deps).await {
-                rocket::warn!("alt-text pass failed: {e}");
-            }
-        }
-    });
+    let seconds = rocket
+        .state::<crate::config::Runtime>()
+        .map_or(2, |r| r.settings.audit_poll_interval.max(1));
+    super::every(
+        rocket,
+        "alt-text worker",
+        Duration::from_secs(seconds),
+        |deps| async move { run_once(&deps).await },
+    );
 }
 
 /// Identifies this pass's claims, so a worker whose claim ran out cannot write over the next.

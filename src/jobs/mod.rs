@@ -7,6 +7,8 @@ pub mod media_audit;
 pub mod refresh;
 
 use rocket::fairing::AdHoc;
+use std::time::Duration;
+
 use rocket::Rocket;
 
 use crate::config::Runtime;
@@ -14,6 +16,35 @@ use crate::crypto::{PasswordHasherPool, TokenCipher};
 use crate::db::{Db, DbPool};
 use crate::guards::{App, ClientInfo};
 use crate::outbound::Outbound;
+
+/// Runs `pass` every `every` until shutdown, on its own task; a failed pass is logged and the
+/// next one comes all the same.
+pub fn every<F, Fut, T>(
+    rocket: &Rocket<rocket::Orbit>,
+    name: &'static str,
+    every: Duration,
+    pass: F,
+) where
+    F: Fn(Deps) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = crate::error::Result<T>> + Send,
+{
+    let Some(deps) = Deps::of(rocket) else {
+        rocket::warn!("{name} not started: application state missing");
+        return;
+    };
+    let mut shutdown = rocket.shutdown();
+    rocket::tokio::spawn(async move {
+        loop {
+            rocket::tokio::select! {
+                _ = &mut shutdown => break,
+                _ = rocket::tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = pass(deps.clone()).await {
+                rocket::warn!("{name} pass failed: {e}");
+            }
+        }
+    });
+}
 
 /// What a pass needs, owned, so the loop outlives the liftoff callback.
 #[derive(Clone)]

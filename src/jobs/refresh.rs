@@ -67,21 +67,13 @@ pub async fn run_once(deps: &Deps) -> Result<Pass> {
 
 /// The loop: a pass every minute (or every interval, when shorter), until shutdown.
 pub fn spawn(rocket: &Rocket<Orbit>) {
-    let Some(deps) = Deps::of(rocket) else {
-        rocket::warn!("background refresh not started: application state missing");
-        return;
-    };
-    let every = Duration::from_secs(deps.runtime.settings.account_refresh_interval.clamp(1, 60));
-    let mut shutdown = rocket.shutdown();
-    rocket::tokio::spawn(async move {
-        loop {
-            rocket::tokio::select! {
-                _ = &mut shutdown => break,
-                _ = rocket::tokio::time::sleep(every) => {}
-            }
-            if let Err(e) = run_once(&deps).await {
-                rocket::warn!("background refresh pass failed: {e}");
-            }
-        }
-    });
+    let seconds = rocket
+        .state::<crate::config::Runtime>()
+        .map_or(60, |r| r.settings.account_refresh_interval.clamp(1, 60));
+    super::every(
+        rocket,
+        "background refresh",
+        Duration::from_secs(seconds),
+        |deps| async move { run_once(&deps).await },
+    );
 }

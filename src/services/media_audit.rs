@@ -295,6 +295,22 @@ fn cleaned(text: &str, limit: i64) -> std::result::Result<Option<String>, String
     Ok((!text.is_empty()).then(|| text.to_string()))
 }
 
+/// The user's item with its platform and audit row; another user's item is not found.
+async fn owned(
+    db: &mut crate::db::DbConn,
+    user_id: i64,
+    id: i64,
+) -> Result<(MediaItem, Platform, Option<MediaAudit>)> {
+    let item = MediaItem::find_for_user(db, user_id, id)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    let platform = Platform::find_for_user(db, user_id, item.platform_id)
+        .await?
+        .ok_or(NOT_FOUND)?;
+    let audit = MediaAudit::find(db, platform.id).await?;
+    Ok((item, platform, audit))
+}
+
 /// "Save" or "Publish" next to one image. The draft is stored before anything else happens, so
 /// what was typed survives whatever the instance does later.
 pub async fn save(
@@ -305,13 +321,7 @@ pub async fn save(
     action: DescriptionAction,
 ) -> Result<std::result::Result<(MediaItem, Saved), String>> {
     let mut db = conn.get().await?;
-    let item = MediaItem::find_for_user(&mut *db, user_id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let platform = Platform::find_for_user(&mut *db, user_id, item.platform_id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let audit = MediaAudit::find(&mut *db, platform.id).await?;
+    let (item, platform, audit) = owned(&mut db, user_id, id).await?;
     let draft = match cleaned(text, description_limit(&platform, audit.as_ref())) {
         Ok(draft) => draft,
         Err(message) => return Ok(Err(message)),
@@ -344,13 +354,7 @@ pub async fn retry(
     id: i64,
 ) -> Result<std::result::Result<MediaItem, String>> {
     let mut db = conn.get().await?;
-    let item = MediaItem::find_for_user(&mut *db, user_id, id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let platform = Platform::find_for_user(&mut *db, user_id, item.platform_id)
-        .await?
-        .ok_or(NOT_FOUND)?;
-    let audit = MediaAudit::find(&mut *db, platform.id).await?;
+    let (item, platform, audit) = owned(&mut db, user_id, id).await?;
     if let Some(reason) = publish_blocked(&platform, audit.as_ref()) {
         return Ok(Err(reason));
     }
