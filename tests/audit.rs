@@ -39,6 +39,12 @@ async fn request_scan(browser: &Browser<'_>) -> Page {
     page
 }
 
+/// A scan requested from the page and run by one worker pass.
+async fn scan_now(app: &TestApp, browser: &Browser<'_>) {
+    request_scan(browser).await;
+    pass(app).await;
+}
+
 /// Signed in as `username` with one Pixelfed account of the same name.
 async fn pixelfed_user<'a>(app: &'a TestApp, username: &str) -> Browser<'a> {
     let browser = app.browser();
@@ -137,8 +143,7 @@ backend_test!(async fn pixelfed_scans_page_by_max_id_and_drop_the_repeated_post(
     let ids = app.pixelfed.add_image_posts("bob", 45);
     let path = statuses_path(&app.pixelfed, "bob");
 
-    request_scan(&bob).await;
-    pass(&app).await;
+    scan_now(&app, &bob).await;
 
     let requests = app.pixelfed.requests_to(&path);
     assert!(requests.len() >= 2, "paged: {}", requests.len());
@@ -152,16 +157,14 @@ backend_test!(async fn pixelfed_scans_page_by_max_id_and_drop_the_repeated_post(
 backend_test!(async fn a_rescan_takes_in_descriptions_added_elsewhere_and_drops_deleted_posts(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     let ids = app.mastodon.add_image_posts("alice", 3);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     assert_eq!(items(&app).await.len(), 3);
 
     let kept = app.mastodon.post(&ids[0]).expect("post");
     app.mastodon
         .set_media_description(&kept.media[0].id, Some("described on the instance"));
     app.mastodon.delete_post(&ids[1]);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
 
     let stored = items(&app).await;
     assert_eq!(stored.len(), 2, "the deleted post's image is gone: {stored:?}");
@@ -175,8 +178,7 @@ backend_test!(async fn a_rescan_takes_in_descriptions_added_elsewhere_and_drops_
 backend_test!(async fn a_scan_reads_at_most_audit_max_posts(app) config = |f| quiet(f).merge(("audit_max_posts", 10)), {
     let alice = app.user_with_platform("alice").await;
     app.mastodon.add_image_posts("alice", 30);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     assert_eq!(items(&app).await.len(), 10);
     let page = alice.get("/audit").await;
     assert!(page.body.contains("Scanned 10 of at most 10 posts"), "{}", page.body);
@@ -189,8 +191,7 @@ backend_test!(async fn a_rate_limited_scan_waits_until_the_reset_then_carries_on
     app.mastodon
         .fail_next(&path, Fault::RateLimited { reset_in_secs: 2 });
 
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let waiting = alice.get("/audit").await;
     assert!(waiting.body.contains("rate limit until"), "{}", waiting.body);
     let progress = alice.get("/api/audit").await.json();
@@ -213,8 +214,7 @@ backend_test!(async fn a_refused_token_stops_the_scan_and_marks_the_platform(app
     let path = statuses_path(&app.mastodon, "alice");
     app.mastodon.set_fault(&path, Fault::Status(401));
 
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
 
     let page = alice.get("/audit").await;
     assert!(page.body.contains("no longer accepts tether"), "{}", page.body);
@@ -233,8 +233,7 @@ backend_test!(async fn a_posts_html_is_shown_as_text(app) config = quiet, {
             .html("<p>look <script>alert('owned')</script>&lt;b&gt;bold&lt;/b&gt; <img src=x onerror=alert(2)></p>")
             .image(None),
     );
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let page = alice.get("/audit").await;
     assert!(page.body.contains("look &lt;b&gt;bold&lt;/b&gt;"), "{}", page.body);
     assert!(!page.body.contains("alert('owned')"), "script content dropped");
@@ -246,8 +245,7 @@ backend_test!(async fn a_posts_html_is_shown_as_text(app) config = quiet, {
 backend_test!(async fn a_draft_survives_the_instance_failing_and_publishes_on_retry(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     let ids = app.mastodon.add_image_posts("alice", 1);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let media = app.mastodon.post(&ids[0]).expect("post").media[0].id.clone();
     let id = item_id(&app, &media).await;
 
@@ -289,8 +287,7 @@ backend_test!(async fn publishing_on_mastodon_keeps_the_whole_post_and_confirms(
             .image(None)
             .image(None),
     );
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let before = app.mastodon.post(&id).expect("post");
     let second = item_id(&app, &before.media[1].id).await;
     let third = item_id(&app, &before.media[2].id).await;
@@ -327,8 +324,7 @@ backend_test!(async fn publishing_on_mastodon_keeps_the_whole_post_and_confirms(
 backend_test!(async fn publishing_on_pixelfed_updates_the_media_and_keeps_to_ten_a_minute(app) config = quiet, {
     let bob = pixelfed_user(&app, "bob").await;
     let ids = app.pixelfed.add_image_posts("bob", 12);
-    request_scan(&bob).await;
-    pass(&app).await;
+    scan_now(&app, &bob).await;
     for (n, post) in ids.iter().enumerate() {
         let media = app.pixelfed.post(post).expect("post").media[0].id.clone();
         let id = item_id(&app, &media).await;
@@ -368,8 +364,7 @@ backend_test!(async fn publishing_on_pixelfed_updates_the_media_and_keeps_to_ten
 backend_test!(async fn an_old_mastodon_is_told_it_cannot_and_nothing_is_sent(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     let ids = app.mastodon.add_image_posts("alice", 2);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     app.exec("UPDATE media_audits SET instance_version = '4.0.2'", vec![]).await;
     let first = item_id(&app, &app.mastodon.post(&ids[0]).expect("post").media[0].id).await;
 
@@ -423,8 +418,7 @@ backend_test!(async fn two_apps_on_one_database_scan_an_account_once(app) config
 backend_test!(async fn a_description_over_the_limit_comes_back_with_what_was_typed(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     app.mastodon.add_image_posts("alice", 1);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let id = items(&app).await[0].0.clone();
     let id = item_id(&app, &id).await;
     let long = "é".repeat(1501);
@@ -439,8 +433,7 @@ backend_test!(async fn a_description_over_the_limit_comes_back_with_what_was_typ
 backend_test!(async fn another_users_image_is_not_found(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     app.mastodon.add_image_posts("alice", 1);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let id = item_id(&app, &items(&app).await[0].0).await;
 
     let mallory = app.user_with_platform("mallory").await;
@@ -475,8 +468,7 @@ backend_test!(async fn the_progress_endpoint_needs_a_session_and_reports_the_sca
 backend_test!(async fn a_rate_limited_publish_waits_and_then_publishes(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     let ids = app.mastodon.add_image_posts("alice", 1);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let media = app.mastodon.post(&ids[0]).expect("post").media[0].id.clone();
     let id = item_id(&app, &media).await;
     app.mastodon.fail_next(
@@ -532,8 +524,7 @@ backend_test!(async fn a_live_claim_keeps_other_workers_off_and_a_stale_one_runs
 backend_test!(async fn a_source_answer_without_text_never_becomes_an_edit(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     let ids = app.mastodon.add_image_posts("alice", 1);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let id = item_id(&app, &app.mastodon.post(&ids[0]).expect("post").media[0].id).await;
     // 200 with `{"error": …}`: an answer that is not the post's source.
     app.mastodon
@@ -548,8 +539,7 @@ backend_test!(async fn a_source_answer_without_text_never_becomes_an_edit(app) c
 backend_test!(async fn a_published_description_removed_elsewhere_is_missing_again_after_a_rescan(app) config = quiet, {
     let alice = app.user_with_platform("alice").await;
     let ids = app.mastodon.add_image_posts("alice", 1);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     let media = app.mastodon.post(&ids[0]).expect("post").media[0].id.clone();
     let id = item_id(&app, &media).await;
     describe(&alice, id, "A kite over a field", "publish").await;
@@ -557,8 +547,7 @@ backend_test!(async fn a_published_description_removed_elsewhere_is_missing_agai
     assert_eq!(items(&app).await[0].2, "published");
 
     app.mastodon.set_media_description(&media, None);
-    request_scan(&alice).await;
-    pass(&app).await;
+    scan_now(&app, &alice).await;
     assert_eq!(items(&app).await[0].2, "none");
     let progress = alice.get("/api/audit").await.json();
     assert_eq!(progress["summary"]["missing"], 1, "{progress}");
