@@ -121,9 +121,13 @@ pub async fn index(user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> 
 /// redirect against this page's `form-action`, and the instance is whatever the user types. Any
 /// https origin, plus the allow-listed local instances (which may use http).
 fn connect_policy(allowed: &[String]) -> Csp {
+    // The allow-listed instances' avatars too, as on every other page.
     allowed.iter().fold(
         Csp::default().allow_form_action("https:"),
-        |csp, host_port| csp.allow_form_action(format!("http://{host_port}")),
+        |csp, host_port| {
+            csp.allow_form_action(format!("http://{host_port}"))
+                .allow_images_from(format!("http://{host_port}"))
+        },
     )
 }
 
