@@ -1546,6 +1546,25 @@ fn json_response(status: u16, value: Value) -> Response {
     }
 }
 
+/// A calm placeholder picture whose colour follows the path.
+fn picture(path: &str) -> Response {
+    let hue = path
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % 360;
+    let svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"320\" height=\"320\" viewBox=\"0 0 320 320\">\
+         <defs><linearGradient id=\"g\" x1=\"0\" y1=\"0\" x2=\"1\" y2=\"1\">\
+         <stop offset=\"0\" stop-color=\"hsl({hue},55%,72%)\"/>\
+         <stop offset=\"1\" stop-color=\"hsl({},50%,42%)\"/></linearGradient></defs>\
+         <rect width=\"320\" height=\"320\" fill=\"url(#g)\"/>\
+         <circle cx=\"235\" cy=\"90\" r=\"34\" fill=\"hsl(45,90%,85%)\"/>\
+         <path d=\"M0 250 L90 160 L160 225 L220 170 L320 260 L320 320 L0 320 Z\" fill=\"hsl({hue},35%,28%)\"/></svg>",
+        (hue + 40) % 360
+    );
+    text_response(200, "image/svg+xml", &svg)
+}
+
 fn text_response(status: u16, content_type: &str, text: &str) -> Response {
     Response {
         status,
@@ -1726,6 +1745,9 @@ fn route(shared: &Shared, request: &RecordedRequest) -> Response {
     use Flavour::*;
     let segments: Vec<&str> = request.path.split('/').collect();
     match (shared.flavour, request.method.as_str(), segments.as_slice()) {
+        // Media files and avatars: a small picture (an SVG whatever the extension, which a
+        // browser's <img> shows), so pages and screenshots look as they would with real media.
+        (_, "GET", ["", "media" | "avatars" | "storage", ..]) => return picture(&request.path),
         (_, "GET", ["", "api", "v1", "accounts", id, "statuses"])
             if *id != "verify_credentials" =>
         {
