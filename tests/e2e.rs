@@ -149,11 +149,36 @@ async fn session(driver_port: u16, profile: &Path) -> Client {
             ]
         }),
     );
+    caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{driver_port}"))
         .await
         .expect("a Chromium session")
+}
+
+/// chromedriver's console log (`POST /session/:id/se/log`), which W3C WebDriver lacks.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(r#"{"type":"browser"}"#.to_string()),
+        )
+    }
 }
 
 struct Run {
@@ -220,8 +245,39 @@ impl Run {
             .expect("click");
     }
 
-    /// axe-core on the page as it is, and no horizontal scrolling at 375 and 1280 px.
+    /// The console's errors since the last look: script errors, CSP refusals, failed loads.
+    /// (Chromium's own request for `/favicon.ico`, which tether does not serve, is not the
+    /// page's doing.)
+    /// An error page's own status is logged as a failed load too; `error_page` expects it.
+    async fn console_errors(&mut self, label: &str, error_page: bool) {
+        let here = self
+            .client
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let entries = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("browser log");
+        for entry in entries.as_array().into_iter().flatten() {
+            let message = entry["message"].as_str().unwrap_or_default();
+            let own_status = error_page && message.starts_with(&format!("{here} - "));
+            if entry["level"] == "SEVERE" && !message.contains("favicon.ico") && !own_status {
+                self.violations.push(format!("{label}: console: {message}"));
+            }
+        }
+    }
+
+    /// axe-core on the page as it is, no horizontal scrolling at 375 and 1280 px, and no
+    /// console errors.
     async fn check(&mut self, label: &str) {
+        self.check_page(label, false).await;
+    }
+
+    async fn check_page(&mut self, label: &str, error_page: bool) {
+        self.console_errors(label, error_page).await;
         self.client
             .execute(&format!("{}\n;return true;", self.axe), vec![])
             .await
@@ -364,11 +420,12 @@ async fn a_new_persons_journey_passes_axe_on_every_page() {
         ("admin users", "/admin/users"),
         ("admin new user", "/admin/users/new"),
         ("audit trail", "/admin/audit"),
-        ("not found", "/no-such-page"),
     ] {
         run.goto(path).await;
         run.check(label).await;
     }
+    run.goto("/no-such-page").await;
+    run.check_page("not found", true).await;
     run.goto("/platforms").await;
     let edit = run
         .client
