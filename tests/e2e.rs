@@ -3,7 +3,8 @@
 //! axe-core (`tests/e2e/node_modules`, from `npm ci --prefix tests/e2e`) injected into every
 //! page a new person passes through. Every page must have zero violations at
 //! `wcag2a wcag2aa wcag21a wcag21aa`, no horizontal scrolling at 375 and 1280 px, and the
-//! main pages are saved as screenshots under `docs/screenshots/`.
+//! main pages are saved as screenshots: under `target/tmp/screenshots/`, or into
+//! `docs/screenshots/` with `TETHER_UPDATE_SCREENSHOTS=1`.
 //!
 //! Without Chromium, chromedriver or axe-core the test prints what is missing and passes, unless
 //! `TETHER_REQUIRE_BROWSER` is set (CI sets it).
@@ -361,7 +362,12 @@ async fn a_new_persons_journey_passes_axe_on_every_page() {
     let (_driver, driver_port) = start_chromedriver();
     let profile = dir.path().join("profile");
     std::fs::create_dir(&profile).expect("profile dir");
-    let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    // Into the tree only when asked, so an ordinary test run leaves the checkout clean.
+    let screenshots = if std::env::var_os("TETHER_UPDATE_SCREENSHOTS").is_some() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+    };
     std::fs::create_dir_all(&screenshots).expect("screenshots dir");
     let mut run = Run {
         client: session(driver_port, &profile).await,
