@@ -552,3 +552,54 @@ backend_test!(async fn a_published_description_removed_elsewhere_is_missing_agai
     let progress = alice.get("/api/audit").await.json();
     assert_eq!(progress["summary"]["missing"], 1, "{progress}");
 });
+
+backend_test!(async fn an_instance_that_answers_too_much_or_redirects_fails_the_scan_in_words(app) config = quiet, {
+    let alice = app.user_with_platform("alice").await;
+    app.mastodon.add_image_posts("alice", 2);
+    let path = statuses_path(&app.mastodon, "alice");
+
+    app.mastodon.fail_next(&path, Fault::HugeBody(3 * 1024 * 1024));
+    scan_now(&app, &alice).await;
+    let page = alice.get("/audit").await;
+    assert_eq!(page.status, Status::Ok);
+    assert!(page.body.contains("The scan stopped"), "{}", page.body);
+    assert!(page.body.contains("too large"), "{}", page.body);
+
+    app.mastodon
+        .fail_next(&path, Fault::RedirectTo("http://169.254.169.254/latest/meta-data".into()));
+    scan_now(&app, &alice).await;
+    let page = alice.get("/audit").await;
+    assert!(page.body.contains("redirected"), "{}", page.body);
+    assert!(
+        !app.mastodon.requests().iter().any(|r| r.path.contains("meta-data")),
+        "the redirect was not followed"
+    );
+
+    app.mastodon.clear_faults();
+    scan_now(&app, &alice).await;
+    assert_eq!(items(&app).await.len(), 2, "a later scan works again");
+});
+
+backend_test!(async fn nonsense_in_the_audit_address_is_a_page_or_a_404_never_a_500(app) config = quiet, {
+    let alice = app.user_with_platform("alice").await;
+    for uri in [
+        "/audit?filter=bogus",
+        "/audit?page=abc",
+        "/audit?page=-5",
+        "/audit?page=9223372036854775807",
+        "/audit?filter=missing&page=0",
+    ] {
+        let page = alice.get(uri).await;
+        assert_eq!(page.status, Status::Ok, "{uri}");
+    }
+    for uri in ["/audit/items/abc", "/audit/items/99999999999999999999", "/audit/items/-1"] {
+        let page = alice
+            .submit("/audit", uri, &[("description", "kept?"), ("action", "save")])
+            .await;
+        assert_eq!(page.status, Status::NotFound, "{uri}: {}", page.body);
+    }
+    let odd = alice
+        .submit("/audit", "/audit/items/1", &[("description", "x"), ("action", "explode")])
+        .await;
+    assert!(odd.status.code >= 400 && odd.status.code < 500, "{}", odd.status);
+});
