@@ -27,6 +27,8 @@
 //! note and pass, unless `TETHER_REQUIRE_BROWSER` is set. chromedriver, Chromium and tether are
 //! killed when their guards drop, and every wait is bounded.
 
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "common/stub_instance.rs"]
 mod stub_instance;
 
@@ -241,13 +243,6 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 // tether
 // ---------------------------------------------------------------------------------------------
 
-fn random_key() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// A `tether serve` process on a fresh SQLite file and a free loopback port, allowed to call the
 /// instance at `allow_private` (`127.0.0.1:PORT`); killed on drop.
 struct Tether {
@@ -272,30 +267,8 @@ impl Tether {
     fn start(allow_private: &str) -> Tether {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
-        let database = format!(
-            "{{tether={{url=\"sqlite://{}?mode=rwc\"}}}}",
-            dir.path().join("tether.db").display()
-        );
-        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-            .arg("serve")
-            .current_dir(dir.path())
-            .env_remove("ROCKET_PROFILE")
-            .env_remove("ROCKET_CONFIG")
-            .env("ROCKET_PORT", port.to_string())
-            .env("ROCKET_ADDRESS", "127.0.0.1")
-            .env("ROCKET_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-            .env("ROCKET_DATA_DIR", dir.path().join("data"))
-            .env("ROCKET_TEMPLATE_DIR", &templates)
-            .env("ROCKET_DATABASES", database)
-            .env("ROCKET_SECRET_KEY", random_key())
-            .env("ROCKET_TOKEN_KEY", random_key())
-            .env(
-                "ROCKET_OUTBOUND_ALLOW_PRIVATE",
-                format!("[\"{allow_private}\"]"),
-            )
+        let mut child = serve::tether_serve(dir.path(), port, allow_private)
             .env("ROCKET_LOG_LEVEL", "normal")
-            .env("ROCKET_CLI_COLORS", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

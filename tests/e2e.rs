@@ -9,6 +9,8 @@
 //! Without Chromium, chromedriver or axe-core the test prints what is missing and passes, unless
 //! `TETHER_REQUIRE_BROWSER` is set (CI sets it).
 
+#[path = "common/serve.rs"]
+mod serve;
 #[path = "common/stub_instance.rs"]
 mod stub_instance;
 
@@ -65,40 +67,10 @@ impl Drop for Process {
     }
 }
 
-fn random_key() -> String {
-    use base64::Engine as _;
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// `tether serve` with its own database and keys, answering /healthz.
 fn start_tether(dir: &Path, allow_private: &str) -> (Process, String) {
     let port = free_port();
-    let database = format!(
-        "{{tether={{url=\"sqlite://{}?mode=rwc\"}}}}",
-        dir.join("tether.db").display()
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("serve")
-        .current_dir(dir)
-        .env_remove("ROCKET_PROFILE")
-        .env_remove("ROCKET_CONFIG")
-        .env("ROCKET_PORT", port.to_string())
-        .env("ROCKET_ADDRESS", "127.0.0.1")
-        .env("ROCKET_PUBLIC_URL", format!("http://127.0.0.1:{port}"))
-        .env("ROCKET_DATA_DIR", dir.join("data"))
-        .env(
-            "ROCKET_TEMPLATE_DIR",
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
-        )
-        .env("ROCKET_DATABASES", database)
-        .env("ROCKET_SECRET_KEY", random_key())
-        .env("ROCKET_TOKEN_KEY", random_key())
-        .env(
-            "ROCKET_OUTBOUND_ALLOW_PRIVATE",
-            format!("[\"{allow_private}\"]"),
-        )
+    let child = serve::tether_serve(dir, port, allow_private)
         .env("ROCKET_AUDIT_POLL_INTERVAL", "1")
         .env("ROCKET_LOG_LEVEL", "critical")
         .stdin(Stdio::null())
