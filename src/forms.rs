@@ -32,6 +32,7 @@ csrf_protected!(
     EmailChangeForm,
     NewUserForm,
     DescriptionForm,
+    AdminActionForm,
 );
 
 /// What the audit page's buttons next to a description do.
@@ -52,6 +53,15 @@ pub struct DescriptionForm {
     #[field(default = DescriptionAction::Save)]
     pub action: DescriptionAction,
     pub filter: Option<crate::models::MediaFilter>,
+    pub page: Option<i64>,
+    #[field(default = String::new())]
+    pub csrf_token: String,
+}
+
+/// An action on the admin's user list; `q` and `page` bring the admin back to the same list.
+#[derive(FromForm)]
+pub struct AdminActionForm {
+    pub q: Option<String>,
     pub page: Option<i64>,
     #[field(default = String::new())]
     pub csrf_token: String,

@@ -7,18 +7,9 @@
 (function () {
   'use strict';
 
-  var TYPE_LABELS = { mastodon: 'Mastodon', pixelfed: 'Pixelfed' };
-  var TEXT_FIELDS = ['name', 'instance_url', 'username'];
-
   function csrfToken() {
     var meta = document.querySelector('meta[name="csrf-token"]');
     return (meta && meta.getAttribute('content')) || '';
-  }
-
-  function typeLabel(type) {
-    var key = String(type == null ? '' : type).toLowerCase();
-    if (Object.prototype.hasOwnProperty.call(TYPE_LABELS, key)) return TYPE_LABELS[key];
-    return key ? key.charAt(0).toUpperCase() + key.slice(1) : '';
   }
 
   function text(value) {
@@ -132,27 +123,12 @@
       el.textContent = name;
     });
 
-    each('[data-active-platform]', document, function (scope) {
-      each('[data-field]', scope, function (el) {
-        var field = el.getAttribute('data-field');
-        if (field === 'platform_type') {
-          el.textContent = typeLabel(platform.platform_type);
-        } else if (TEXT_FIELDS.indexOf(field) !== -1) {
-          el.textContent = text(platform[field]);
-        }
-      });
-    });
-
     each('form[data-switch-form]', document, function (form) {
       var current = form.getAttribute('data-platform-id') === id;
       each('button', form, function (button) {
         if (current) button.setAttribute('aria-current', 'true');
         else button.removeAttribute('aria-current');
       });
-    });
-
-    each('[data-platform-row]', document, function (row) {
-      row.classList.toggle('is-active', row.getAttribute('data-platform-row') === id);
     });
 
     each('details[data-switcher]', document, function (details) {
@@ -168,13 +144,40 @@
     announce('Now working with ' + name + '.');
 
     // Pages about one account's content show the other account's after a reload; the
-    // dashboard's audit card is refreshed in place.
+    // dashboard's account regions are fetched again and replaced whole.
     var scoped = document.querySelector('[data-reload-on-switch]');
     if (scoped) {
       window.location.assign(scoped.getAttribute('data-reload-on-switch') || window.location.pathname);
       return;
     }
-    refreshAudit();
+    refreshRegions();
+  }
+
+  // Every region marked data-refresh-on-switch is replaced by the same region of the page as
+  // the server renders it now, so no part of it can still show the previous account (its
+  // avatar, counts, reconnect notice). The server's HTML is parsed inert and imported; if
+  // anything goes wrong the page is simply loaded again.
+  function refreshRegions() {
+    var regions = document.querySelectorAll('[data-refresh-on-switch][id]');
+    if (!regions.length) return;
+    var here = window.location.href;
+    fetch(here, { credentials: 'same-origin', headers: { Accept: 'text/html' } })
+      .then(function (response) {
+        if (!response.ok || response.redirected) throw new Error('page moved');
+        return response.text();
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, 'text/html');
+        Array.prototype.forEach.call(regions, function (region) {
+          var next = fresh.getElementById(region.id);
+          if (!next || !next.hasAttribute('data-refresh-on-switch')) throw new Error('region gone');
+          region.replaceWith(document.importNode(next, true));
+        });
+        startAuditPolling();
+      })
+      .catch(function () {
+        window.location.assign(here);
+      });
   }
 
   // The server path: a normal POST that redirects and shows its own message.
@@ -347,13 +350,15 @@
     });
   }
 
-  (function startAuditPolling() {
+  function startAuditPolling() {
+    window.clearTimeout(pollTimer);
     var section = document.querySelector('[data-audit-progress]');
     if (!section) return;
     var pending = section.hasAttribute('data-in-progress') ||
       document.querySelector('.media-item--queued, .media-item--waiting');
     if (pending) pollTimer = window.setTimeout(refreshAudit, 1000);
-  })();
+  }
+  startAuditPolling();
 
   // ---- Navigation: mark the current section ---------------------------------------------
 

@@ -199,3 +199,31 @@ backend_test!(async fn logins_and_admin_actions_are_audited_without_secrets(app)
         assert_eq!(leaks, 0, "{secret} stored in the audit table");
     }
 });
+
+backend_test!(async fn an_action_returns_the_admin_to_the_same_search_and_page(app) {
+    let (admin, _alice) = admin_and_user(&app).await;
+    let alice = user_id(&app, "alice").await;
+    let list = admin.get("/admin/users?q=ali").await;
+    assert!(list.body.contains("<input type=\"hidden\" name=\"q\" value=\"ali\">"), "{}", list.body);
+    let token = list.csrf_token();
+    let back = admin
+        .post_form(
+            &format!("/admin/users/{alice}/promote"),
+            &[("csrf_token", &token), ("q", " ali "), ("page", "2")],
+        )
+        .await;
+    back.assert_redirect("/admin/users?q=ali&page=2");
+    // Nothing, blank or nonsense: the plain list.
+    for fields in [vec![], vec![("q", "  "), ("page", "1")], vec![("page", "-4")]] {
+        let mut fields = fields;
+        fields.push(("csrf_token", &token));
+        admin
+            .post_form(&format!("/admin/users/{alice}/demote"), &fields)
+            .await
+            .assert_redirect("/admin/users");
+        admin
+            .post_form(&format!("/admin/users/{alice}/promote"), &fields)
+            .await
+            .assert_redirect("/admin/users");
+    }
+});

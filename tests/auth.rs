@@ -29,7 +29,7 @@ backend_test!(async fn landing_page_for_visitors_and_dashboard_redirect_for_user
 
 backend_test!(async fn registration_signs_in_and_the_first_user_becomes_admin(app) {
     let alice = app.browser();
-    alice.register("alice").await.assert_redirect("/dashboard");
+    alice.register("alice").await.assert_redirect("/platforms/new");
     assert!(alice.cookie("tether_session").is_some());
     assert_eq!(role_of(&app, "alice").await, "admin");
     let bob = app.browser();

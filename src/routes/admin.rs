@@ -11,7 +11,7 @@ use super::{Pager, Reply};
 use crate::db::Connection;
 use crate::error::{Error, Result};
 use crate::flash::Flash;
-use crate::forms::{CsrfOnly, FieldErrors, NewUserForm};
+use crate::forms::{AdminActionForm, FieldErrors, NewUserForm};
 use crate::guards::{AdminUser, App, CsrfForm, Layout};
 use crate::models::{AuditAction, AuditEvent, NewAuditEvent, Party, Role, User};
 use crate::services::accounts::{self, NewAccount};
@@ -159,17 +159,19 @@ pub async fn create_user(
 
 /// Activate, deactivate, promote, demote, or end all of a user's sessions. The last active admin
 /// can be neither deactivated nor demoted.
-#[post("/admin/users/<id>/<action>", data = "<_form>")]
+#[post("/admin/users/<id>/<action>", data = "<form>")]
 pub async fn user_action(
     id: i64,
     action: AdminAction,
     admin: AdminUser<'_>,
     conn: Connection<'_>,
     app: App<'_>,
-    _form: CsrfForm<CsrfOnly>,
+    form: CsrfForm<AdminActionForm>,
 ) -> Result<Flash<Redirect>> {
     let mut db = conn.get().await?;
-    let back = Redirect::to(uri!(users(q = _, page = _)));
+    let q = form.0.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    let page = form.0.page.filter(|p| *p > 1);
+    let back = Redirect::to(uri!(users(q = q, page = page)));
     Ok(
         match service::apply(&mut db, &admin, app.client.ip(), id, action).await? {
             AdminOutcome::Done(message) => Flash::success(back, message),

@@ -1,4 +1,4 @@
-//! The stylesheet and script, compiled into the binary so it runs from any directory. Pages link
+//! The stylesheet, script and icon, compiled into the binary so it runs from any directory. Pages link
 //! them with a content hash (`?v=`), so a versioned URL can be cached for a year.
 
 use std::sync::OnceLock;
@@ -24,6 +24,11 @@ const ASSETS: &[Asset] = &[
         name: "app.js",
         content_type: || ContentType::JavaScript,
         body: include_bytes!("../../static/app.js"),
+    },
+    Asset {
+        name: "favicon.svg",
+        content_type: || ContentType::SVG,
+        body: include_bytes!("../../static/favicon.svg"),
     },
 ];
 

@@ -5,7 +5,7 @@ use rocket::response::Redirect;
 use rocket::{get, post, uri};
 use serde::Serialize;
 
-use super::{dashboard, safe_next, Reply};
+use super::{dashboard, platforms, safe_next, Reply};
 use crate::config::Runtime;
 use crate::db::Connection;
 use crate::error::{Error, Result};
@@ -211,8 +211,13 @@ pub async fn register(
     )
     .await?;
     set_session_cookie(cookies, app.runtime, token);
+    // A new account has nothing to show yet: straight to connecting one, not through the
+    // dashboard's "no active platform" recovery.
     Ok(Reply::Flash(Flash::success(
-        Redirect::to(uri!(dashboard::show)),
-        format!("Welcome, {}!", user.username),
+        Redirect::to(uri!(platforms::new(None::<&str>))),
+        format!(
+            "Welcome, {}! Connect your first account to start.",
+            user.username
+        ),
     )))
 }
