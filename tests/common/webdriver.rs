@@ -207,6 +207,23 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     }
 }
 
+/// The browser console since the last look, as (level, message): "SEVERE" for script errors,
+/// CSP refusals and failed loads.
+pub async fn browser_log(client: &Client) -> Vec<(String, String)> {
+    let entries = client.issue_cmd(BrowserLog).await.expect("browser log");
+    entries
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["level"].as_str().unwrap_or_default().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Finds text that is cut off by a clipping ancestor, runs off the viewport, or overlaps other
 /// text; hidden and visually-hidden text is left out. Returns one line per problem.
 const LAYOUT_SCRIPT: &str = r#"
@@ -445,17 +462,11 @@ impl Tab {
             .await
             .map(|u| u.to_string())
             .unwrap_or_default();
-        let entries = self
-            .client
-            .issue_cmd(BrowserLog)
-            .await
-            .expect("browser log");
-        for entry in entries.as_array().into_iter().flatten() {
-            let message = entry["message"].as_str().unwrap_or_default();
+        for (level, message) in browser_log(&self.client).await {
             let own_status = answered_4xx
                 && message.starts_with(&format!("{here} - "))
                 && message.contains("status of 4");
-            if entry["level"] == "SEVERE" && !own_status {
+            if level == "SEVERE" && !own_status {
                 self.problems.push(format!("{label}: console: {message}"));
             }
         }
