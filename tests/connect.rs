@@ -311,7 +311,11 @@ backend_test!(async fn approving_connects_the_account_with_the_instances_copy(ap
         format!("<dd data-field=\"following_count\">{}</dd>", account.following_count),
         format!("<dd data-field=\"statuses_count\">{}</dd>", account.statuses_count),
         format!("src=\"{}/avatars/original/missing.png\"", stub.origin()),
-        format!("<dd data-field=\"instance_url\">{}</dd>", stub.origin()),
+        format!(
+            "<dd data-field=\"instance_url\"><a href=\"{}\" rel=\"noopener noreferrer\">{}</a></dd>",
+            stub.origin(),
+            "127.0.0.1"
+        ),
     ] {
         assert!(dashboard.body.contains(&shown), "no {shown:?} on the dashboard: {}", dashboard.body);
     }

@@ -195,6 +195,15 @@ async fn describe_and_publish(tab: &mut Tab, world: &World, text: &str) {
         .expect("an image without a description");
     let area = format!("#description-{item}");
     tab.fill(&area, text).await;
+    // The live count is the script's: proof that this browser runs it, or does not.
+    let count = tab.text_of(&format!("#count-{item}")).await;
+    match tab.script {
+        Script::Enabled => assert!(
+            count.starts_with(&format!("{} of ", text.chars().count())),
+            "{count}"
+        ),
+        Script::Disabled => assert!(count.starts_with("Up to "), "{count}"),
+    }
     tab.click(&format!("#item-{item} button[name='action'][value='save']"))
         .await;
     tab.wait_for_text("Draft saved").await;
@@ -548,6 +557,21 @@ async fn an_administrator_walks_the_admin_pages_and_the_audit_trail() {
     tab.check("audit trail").await;
     tab.screenshot("admin-audit").await;
     tab.finish().await;
+
+    // Someone who is not an administrator gets the 403 page, which passes too.
+    let mut bea = world.browser("bea", Script::Enabled).await;
+    bea.goto("/login").await;
+    bea.fill("#username", "bea").await;
+    bea.fill("#password", PASSWORD).await;
+    bea.click("form[action^='/login'] button[type='submit']")
+        .await;
+    bea.wait_for_path("/platforms/new").await;
+    bea.goto("/admin/users").await;
+    bea.wait_for_text("Only administrators can open this page.")
+        .await;
+    assert!(!bea.text().await.contains("bea@example.com"));
+    bea.check_page("forbidden", true).await;
+    bea.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

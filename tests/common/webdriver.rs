@@ -362,8 +362,13 @@ impl Tab {
             .unwrap_or(false)
     }
 
+    /// The element's visible text, or "" while there is no such element (say, mid-navigation),
+    /// so it can be polled.
     pub async fn text_of(&self, css: &str) -> String {
-        self.find(css).await.text().await.unwrap_or_default()
+        match self.client.find(Locator::Css(css)).await {
+            Ok(found) => found.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     pub async fn value_of(&self, css: &str) -> String {
