@@ -1,5 +1,5 @@
 //! "Connect with your instance" in a real browser: Debian's headless Chromium, driven through
-//! chromedriver (WebDriver: JSON over HTTP, spoken here with a tiny client over `TcpStream`).
+//! chromedriver with the shared fantoccini harness (`tests/common/webdriver.rs`).
 //!
 //! A browser checks a form's submission *and every redirect after it* against the page's CSP
 //! `form-action`. The connect form posts to tether, which answers 303 to the instance's
@@ -22,6 +22,7 @@
 //!   the entry added, the same page and server do reach the instance. So the first test would
 //!   fail if tether's connect page did not send `http://<allow-listed host:port>`.
 //!
+//! tether is the debug binary (`tests/common/serve.rs`), its output kept for failure messages.
 //! Everything listens on loopback ports only. Without `/usr/bin/chromium` and
 //! `/usr/bin/chromedriver` (Debian: `apt-get install chromium chromium-driver`) the tests print a
 //! note and pass, unless `TETHER_REQUIRE_BROWSER` is set. chromedriver, Chromium and tether are
@@ -31,11 +32,13 @@
 mod serve;
 #[path = "common/stub_instance.rs"]
 mod stub_instance;
+#[path = "common/webdriver.rs"]
+mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -43,201 +46,25 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use fantoccini::elements::Element;
+use fantoccini::wd::TimeoutConfiguration;
+use fantoccini::{Client, Locator};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 use stub_instance::{Flavour, StubInstance};
+use webdriver::{Process, Script};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const PASSWORD: &str = "correct horse battery staple";
-/// How long tether and chromedriver may take to start answering.
+/// How long tether may take to start answering.
 const STARTUP_LIMIT: Duration = Duration::from_secs(20);
-/// One WebDriver command (a navigation waits for the page load, itself limited to 20 s).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(45);
+/// A navigation waits for the page load, at most this long.
+const PAGE_LOAD_LIMIT: Duration = Duration::from_secs(20);
 /// From "Connect with your instance" to tether's dashboard.
 const CONNECT_LIMIT: Duration = Duration::from_secs(15);
 /// Any other wait for the browser (a page to appear, a log line, a request to arrive).
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
-
-/// Whether the browser tests can run here. Without Chromium or chromedriver: a note and `false`,
-/// or a failure when `TETHER_REQUIRE_BROWSER` is set (as in CI).
-fn browser_available() -> bool {
-    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
-        .into_iter()
-        .filter(|p| !Path::new(p).exists())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("TETHER_REQUIRE_BROWSER").is_none(),
-        "TETHER_REQUIRE_BROWSER is set but {} missing (apt-get install chromium chromium-driver)",
-        missing.join(" and ")
-    );
-    println!(
-        "note: {} missing (apt-get install chromium chromium-driver); browser test skipped",
-        missing.join(" and ")
-    );
-    false
-}
-
-/// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
-}
-
-fn wait_until<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A tiny HTTP/1.1 client (for chromedriver and tether's /healthz)
-// ---------------------------------------------------------------------------------------------
-
-struct Reply {
-    status: u16,
-    body: String,
-}
-
-fn invalid(message: String) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, message)
-}
-
-/// One request on a fresh connection (`Connection: close`); a POST without a body sends `{}`, as
-/// WebDriver wants.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-    timeout: Duration,
-) -> std::io::Result<Reply> {
-    let deadline = Instant::now() + timeout;
-    let mut stream = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(5),
-    )?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let body = match (method, body) {
-        (_, Some(body)) => body.to_string(),
-        ("POST", None) => "{}".to_string(),
-        _ => String::new(),
-    };
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Accept: application/json\r\n"
-    );
-    if !body.is_empty() {
-        request.push_str(&format!(
-            "Content-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    stream.write_all(request.as_bytes())?;
-    stream.flush()?;
-    read_reply(&mut stream, deadline)
-}
-
-/// Reads one response: to its `Content-Length`, to the end of its chunks, or to EOF.
-fn read_reply(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<Reply> {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        if let Some(reply) = complete_reply(&raw, false)? {
-            return Ok(reply);
-        }
-        if Instant::now() >= deadline {
-            return Err(invalid("response not complete in time".into()));
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            return complete_reply(&raw, true)?.ok_or_else(|| {
-                invalid(format!(
-                    "connection closed before a complete response: {:?}",
-                    String::from_utf8_lossy(&raw)
-                ))
-            });
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// The response in `raw` if it is all there (`eof`: nothing more will come).
-fn complete_reply(raw: &[u8], eof: bool) -> std::io::Result<Option<Reply>> {
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Ok(None);
-    };
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let rest = &raw[split + 4..];
-    let body = if let Some(length) = header("content-length") {
-        let length: usize = length
-            .parse()
-            .map_err(|_| invalid(format!("bad Content-Length {length:?}")))?;
-        (rest.len() >= length).then(|| rest[..length].to_vec())
-    } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        dechunk(rest)
-    } else {
-        eof.then(|| rest.to_vec())
-    };
-    Ok(body.map(|body| Reply {
-        status,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }))
-}
-
-/// The body of a chunked message, or `None` while it is incomplete.
-fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        if data.len() < size + 2 {
-            return None;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[size + 2..];
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // tether
@@ -246,7 +73,7 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 /// A `tether serve` process on a fresh SQLite file and a free loopback port, allowed to call the
 /// instance at `allow_private` (`127.0.0.1:PORT`); killed on drop.
 struct Tether {
-    child: Child,
+    process: Process,
     port: u16,
     output: Arc<Mutex<String>>,
     _dir: TempDir,
@@ -256,7 +83,7 @@ fn capture(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
-            let mut out = into.lock().unwrap();
+            let mut out = into.lock().expect("tether output lock");
             out.push_str(&line);
             out.push('\n');
         }
@@ -264,9 +91,10 @@ fn capture(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
 }
 
 impl Tether {
+    /// Starts tether and waits until it accepts connections (Rocket listens once it serves).
     fn start(allow_private: &str) -> Tether {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let port = webdriver::free_port();
         let mut child = serve::tether_serve(dir.path(), port, allow_private)
             .env("ROCKET_LOG_LEVEL", "normal")
             .stdin(Stdio::null())
@@ -278,42 +106,27 @@ impl Tether {
         capture(child.stdout.take().expect("stdout"), output.clone());
         capture(child.stderr.take().expect("stderr"), output.clone());
         let mut tether = Tether {
-            child,
+            process: Process(child),
             port,
             output,
             _dir: dir,
         };
-        tether.wait_healthy();
-        tether
-    }
-
-    fn wait_healthy(&mut self) {
-        let mut last = String::from("no answer yet");
-        let healthy = wait_until(STARTUP_LIMIT, || {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
+        let deadline = Instant::now() + STARTUP_LIMIT;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = tether.process.0.try_wait().expect("try_wait") {
                 panic!(
                     "tether exited ({status}) instead of serving; its output:\n{}",
-                    self.output()
+                    tether.output()
                 );
             }
-            match http(self.port, "GET", "/healthz", None, Duration::from_secs(5)) {
-                Ok(reply) if reply.status == 200 => Some(()),
-                Ok(reply) => {
-                    last = format!("{} {}", reply.status, reply.body);
-                    None
-                }
-                Err(e) => {
-                    last = e.to_string();
-                    None
-                }
-            }
-        });
-        assert!(
-            healthy.is_some(),
-            "tether did not answer GET /healthz within {STARTUP_LIMIT:?} (last: {last}); its \
-             output:\n{}",
-            self.output()
-        );
+            assert!(
+                Instant::now() < deadline,
+                "tether did not listen on {port} within {STARTUP_LIMIT:?}; its output:\n{}",
+                tether.output()
+            );
+            std::thread::sleep(POLL);
+        }
+        tether
     }
 
     fn origin(&self) -> String {
@@ -321,252 +134,35 @@ impl Tether {
     }
 
     fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Tether {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.output.lock().expect("tether output lock").clone()
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// The browser: chromedriver and one headless Chromium session
+// The browser: one headless Chromium session through the shared harness
 // ---------------------------------------------------------------------------------------------
 
-/// The W3C WebDriver key of an element reference.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// chromedriver on a free loopback port with one Chromium session. On drop: `DELETE` the session
-/// (Chromium quits), kill chromedriver, then kill any process still using this session's profile
-/// directory (by pid; only this session's Chromium has that directory on its command line).
-struct Browser {
-    driver: Child,
-    port: u16,
-    session: Option<String>,
-    /// Every browser log line read so far (reading empties chromedriver's buffer).
-    log: Vec<String>,
-    profile: PathBuf,
-    /// Holds the profile and chromedriver's log; removed after everything above is gone.
-    dir: TempDir,
+/// A Chromium profile directory. On drop, after the session and chromedriver are gone, kills
+/// (by pid) any process still using it: only this session's Chromium has it on its command line,
+/// and it would outlive chromedriver if a failing test never closed the session.
+struct Profile {
+    path: PathBuf,
+    _dir: TempDir,
 }
 
-impl Browser {
-    fn start() -> Browser {
+impl Profile {
+    fn new() -> Profile {
         let dir = tempfile::tempdir().expect("temp dir");
-        let profile = dir.path().join("profile");
-        std::fs::create_dir(&profile).expect("profile dir");
-        let port = free_port();
-        let driver_log = std::fs::File::create(dir.path().join("chromedriver.log"))
-            .expect("chromedriver log file");
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(driver_log.try_clone().expect("log file handle"))
-            .stderr(driver_log)
-            .spawn()
-            .expect("chromedriver starts");
-        let mut browser = Browser {
-            driver,
-            port,
-            session: None,
-            log: Vec::new(),
-            profile,
-            dir,
-        };
-        browser.wait_ready();
-        browser.create_session();
-        browser
-    }
-
-    fn driver_output(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
-    }
-
-    fn wait_ready(&mut self) {
-        let ready = wait_until(STARTUP_LIMIT, || {
-            if let Some(status) = self.driver.try_wait().expect("try_wait") {
-                panic!(
-                    "chromedriver exited ({status}); its output:\n{}",
-                    self.driver_output()
-                );
-            }
-            let reply = http(self.port, "GET", "/status", None, Duration::from_secs(5)).ok()?;
-            let status: Value = serde_json::from_str(&reply.body).ok()?;
-            (status["value"]["ready"] == true).then_some(())
-        });
-        assert!(
-            ready.is_some(),
-            "chromedriver not ready within {STARTUP_LIMIT:?}; its output:\n{}",
-            self.driver_output()
-        );
-    }
-
-    fn create_session(&mut self) {
-        let capabilities = json!({
-            "capabilities": {
-                "alwaysMatch": {
-                    "browserName": "chrome",
-                    "pageLoadStrategy": "normal",
-                    "timeouts": { "implicit": 0, "pageLoad": 20_000, "script": 10_000 },
-                    "goog:chromeOptions": {
-                        "binary": CHROMIUM,
-                        "args": [
-                            "--headless=new",
-                            "--no-sandbox",
-                            "--disable-gpu",
-                            "--disable-dev-shm-usage",
-                            "--disable-quic",
-                            "--no-first-run",
-                            "--disable-background-networking",
-                            "--disable-component-update",
-                            "--disable-sync",
-                            format!("--user-data-dir={}", self.profile.display()),
-                        ],
-                    },
-                    "goog:loggingPrefs": { "browser": "ALL" },
-                }
-            }
-        });
-        let reply = http(
-            self.port,
-            "POST",
-            "/session",
-            Some(&capabilities),
-            COMMAND_TIMEOUT,
-        )
-        .unwrap_or_else(|e| panic!("POST /session: {e}"));
-        let answer: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-        let Some(id) = answer["value"]["sessionId"].as_str() else {
-            panic!(
-                "chromedriver did not start a session: {} {}; its output:\n{}",
-                reply.status,
-                reply.body,
-                self.driver_output()
-            );
-        };
-        self.session = Some(id.to_string());
-    }
-
-    /// One command in the session; its `value`, or the WebDriver error.
-    fn call(&self, method: &str, command: &str, body: Option<Value>) -> Result<Value, String> {
-        let session = self.session.as_deref().expect("a session");
-        let path = format!("/session/{session}{command}");
-        let reply = http(self.port, method, &path, body.as_ref(), COMMAND_TIMEOUT)
-            .map_err(|e| format!("{method} {path}: {e}"))?;
-        let answer: Value = serde_json::from_str(&reply.body)
-            .map_err(|e| format!("{method} {path}: not JSON ({e}): {}", reply.body))?;
-        if reply.status == 200 {
-            Ok(answer["value"].clone())
-        } else {
-            Err(format!(
-                "{method} {path}: {} {}: {}",
-                reply.status, answer["value"]["error"], answer["value"]["message"]
-            ))
-        }
-    }
-
-    fn command(&self, method: &str, command: &str, body: Option<Value>) -> Value {
-        self.call(method, command, body)
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// Navigates and waits for the page to load.
-    fn goto(&self, url: &str) {
-        self.command("POST", "/url", Some(json!({ "url": url })));
-    }
-
-    fn current_url(&self) -> String {
-        match self.call("GET", "/url", None) {
-            Ok(Value::String(url)) => url,
-            Ok(other) => format!("(not a string: {other})"),
-            Err(e) => format!("(unknown: {e})"),
-        }
-    }
-
-    /// The element `selector` (`using`: "css selector" or "xpath") finds, waiting for it.
-    fn find(&self, using: &str, selector: &str) -> String {
-        let mut last = String::new();
-        let found = wait_until(WAIT_LIMIT, || {
-            let body = json!({ "using": using, "value": selector });
-            match self.call("POST", "/element", Some(body)) {
-                Ok(element) => element[ELEMENT].as_str().map(str::to_string),
-                Err(e) => {
-                    last = e;
-                    None
-                }
-            }
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "no element {selector:?} on {} within {WAIT_LIMIT:?} ({last})",
-                self.current_url()
-            )
-        })
-    }
-
-    fn type_into(&self, css: &str, text: &str) {
-        let element = self.find("css selector", css);
-        self.command(
-            "POST",
-            &format!("/element/{element}/value"),
-            Some(json!({ "text": text })),
-        );
-    }
-
-    fn click(&self, using: &str, selector: &str) {
-        let element = self.find(using, selector);
-        self.command("POST", &format!("/element/{element}/click"), None);
-    }
-
-    /// What the page shows (`innerText` of `<body>`).
-    fn text(&self) -> String {
-        let body = self.find("css selector", "body");
-        match self.call("GET", &format!("/element/{body}/text"), None) {
-            Ok(Value::String(text)) => text,
-            Ok(other) => other.to_string(),
-            Err(e) => format!("(no text: {e})"),
-        }
-    }
-
-    /// Reads the browser log lines that arrived since the last read, keeps them, returns them.
-    fn read_log(&mut self) -> Vec<String> {
-        let entries = self
-            .call("POST", "/se/log", Some(json!({ "type": "browser" })))
-            .unwrap_or_else(|e| panic!("reading the browser log: {e}"));
-        let lines: Vec<String> = entries
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| {
-                format!(
-                    "{} [{}] {}",
-                    e["level"].as_str().unwrap_or("?"),
-                    e["source"].as_str().unwrap_or("?"),
-                    e["message"].as_str().unwrap_or_default()
-                )
-            })
-            .collect();
-        self.log.extend(lines.iter().cloned());
-        lines
-    }
-
-    /// The page, the address and the log, for a failure message.
-    fn describe(&mut self) -> String {
-        self.read_log();
-        let text: String = self.text().chars().take(2000).collect();
-        format!(
-            "browser at {}\n--- page text ---\n{text}\n--- browser log ---\n{}",
-            self.current_url(),
-            self.log.join("\n")
-        )
+        let path = dir.path().join("profile");
+        std::fs::create_dir(&path).expect("profile dir");
+        Profile { path, _dir: dir }
     }
 }
 
-fn is_csp_violation(line: &str) -> bool {
-    line.contains("Content Security Policy") || line.contains("form-action")
+impl Drop for Profile {
+    fn drop(&mut self) {
+        kill_processes_using(&format!("--user-data-dir={}", self.path.display()));
+    }
 }
 
 /// Kills (by pid) every process whose command line contains `marker`.
@@ -591,17 +187,120 @@ fn kill_processes_using(marker: &str) {
     }
 }
 
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
-            let path = format!("/session/{session}");
-            let _ = http(self.port, "DELETE", &path, None, Duration::from_secs(15));
+/// A fantoccini session with the page helpers these tests need, and every browser log line read
+/// so far (reading empties chromedriver's buffer).
+struct Browser {
+    client: Client,
+    log: Vec<String>,
+}
+
+impl Browser {
+    async fn start(driver: &webdriver::Driver, profile: &Profile) -> Browser {
+        let client = webdriver::session(driver, &profile.path, Script::Enabled).await;
+        client
+            .update_timeouts(TimeoutConfiguration::new(
+                Some(WAIT_LIMIT),
+                Some(PAGE_LOAD_LIMIT),
+                Some(Duration::ZERO),
+            ))
+            .await
+            .expect("set the session's timeouts");
+        Browser {
+            client,
+            log: Vec::new(),
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-        // Normally nothing is left; if the DELETE failed, Chromium would outlive its driver.
-        kill_processes_using(&format!("--user-data-dir={}", self.profile.display()));
     }
+
+    /// Navigates and waits for the page to load.
+    async fn goto(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("navigation to {url}: {e}"));
+    }
+
+    async fn current_url(&self) -> String {
+        match self.client.current_url().await {
+            Ok(url) => url.to_string(),
+            Err(e) => format!("(unknown: {e})"),
+        }
+    }
+
+    /// The element `locator` finds, waiting for it.
+    async fn find(&self, locator: Locator<'_>) -> Element {
+        let deadline = Instant::now() + WAIT_LIMIT;
+        loop {
+            match self.client.find(locator).await {
+                Ok(element) => return element,
+                Err(e) if Instant::now() >= deadline => panic!(
+                    "no element {locator:?} on {} within {WAIT_LIMIT:?} ({e})",
+                    self.current_url().await
+                ),
+                Err(_) => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        self.find(Locator::Css(css))
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+    }
+
+    async fn click(&self, locator: Locator<'_>) {
+        self.find(locator)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {locator:?}: {e}"));
+    }
+
+    /// What the page shows (`innerText` of `<body>`).
+    async fn text(&self) -> String {
+        match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body
+                .text()
+                .await
+                .unwrap_or_else(|e| format!("(no text: {e})")),
+            Err(e) => format!("(no body: {e})"),
+        }
+    }
+
+    /// Reads the browser log lines that arrived since the last read, keeps them, returns them.
+    async fn read_log(&mut self) -> Vec<String> {
+        let lines: Vec<String> = webdriver::browser_log(&self.client)
+            .await
+            .into_iter()
+            .map(|(level, message)| format!("{level} {message}"))
+            .collect();
+        self.log.extend(lines.iter().cloned());
+        lines
+    }
+
+    /// The page, the address and the log, for a failure message.
+    async fn describe(&mut self) -> String {
+        self.read_log().await;
+        let text: String = self.text().await.chars().take(2000).collect();
+        format!(
+            "browser at {}\n--- page text ---\n{text}\n--- browser log ---\n{}",
+            self.current_url().await,
+            self.log.join("\n")
+        )
+    }
+
+    /// Ends the session (Chromium quits).
+    async fn close(self) {
+        self.client
+            .close()
+            .await
+            .expect("close the browser session");
+    }
+}
+
+fn is_csp_violation(line: &str) -> bool {
+    line.contains("Content Security Policy") || line.contains("form-action")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -658,7 +357,7 @@ impl PolicyPage {
     fn count(&self, request: &str) -> usize {
         self.seen
             .lock()
-            .unwrap()
+            .expect("policy page log lock")
             .iter()
             .filter(|r| *r == request)
             .count()
@@ -712,7 +411,9 @@ fn serve_policy_page(
         raw.extend_from_slice(&buf[..n]);
     }
     let path = target.split('?').next().unwrap_or("");
-    seen.lock().unwrap().push(format!("{method} {path}"));
+    seen.lock()
+        .expect("policy page log lock")
+        .push(format!("{method} {path}"));
     let variant = path
         .strip_prefix("/form/")
         .and_then(|name| variants.iter().find(|(n, _)| *n == name));
@@ -744,17 +445,24 @@ fn serve_policy_page(
 // The tests
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn connect_with_instance_completes_in_a_real_browser() {
-    if !browser_available() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_with_instance_completes_in_a_real_browser() {
+    if !webdriver::can_run("browser", false) {
         return;
     }
     let started = Instant::now();
     let stub = StubInstance::builder(Flavour::Mastodon43)
         .with_account("wanda", "Wanda Stub")
-        .start_blocking();
-    let tether = Tether::start(&stub.host_port());
-    let mut browser = Browser::start();
+        .start()
+        .await;
+    let host = stub.host_port();
+    let tether = tokio::task::spawn_blocking(move || Tether::start(&host))
+        .await
+        .expect("tether starts");
+    // Dropped in reverse: the session, chromedriver, then anything left using the profile.
+    let profile = Profile::new();
+    let driver = webdriver::start_chromedriver();
+    let mut browser = Browser::start(&driver, &profile).await;
     let base = tether.origin();
     let dashboard = format!("{base}/dashboard");
     let requests = |stub: &StubInstance| {
@@ -765,67 +473,71 @@ fn connect_with_instance_completes_in_a_real_browser() {
             .join("\n")
     };
 
-    browser.goto(&format!("{base}/register"));
-    browser.type_into("#username", "browser_user");
-    browser.type_into("#email", "browser_user@example.com");
-    browser.type_into("#password", PASSWORD);
-    browser.type_into("#password_confirm", PASSWORD);
-    browser.click(
-        "css selector",
-        "form[action=\"/register\"] button[type=\"submit\"]",
-    );
+    browser.goto(&format!("{base}/register")).await;
+    browser.type_into("#username", "browser_user").await;
+    browser
+        .type_into("#email", "browser_user@example.com")
+        .await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.type_into("#password_confirm", PASSWORD).await;
+    browser
+        .click(Locator::Css(
+            "form[action=\"/register\"] button[type=\"submit\"]",
+        ))
+        .await;
     // A new account has no platform yet: the dashboard sends it on to the connect page.
     let setup = format!("{base}/platforms/new");
-    if wait_until(WAIT_LIMIT, || {
-        (browser.current_url() == setup).then_some(())
-    })
-    .is_none()
-    {
-        panic!(
-            "registering did not land on {setup}\n{}\n--- tether ---\n{}",
-            browser.describe(),
-            tether.output()
-        );
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while browser.current_url().await != setup {
+        if Instant::now() >= deadline {
+            panic!(
+                "registering did not land on {setup}\n{}\n--- tether ---\n{}",
+                browser.describe().await,
+                tether.output()
+            );
+        }
+        tokio::time::sleep(POLL).await;
     }
 
-    browser.goto(&format!("{base}/platforms/new"));
-    browser.type_into("#instance", &stub.origin());
-    browser.click(
-        "xpath",
-        "//button[normalize-space()='Connect with your instance']",
-    );
+    browser.goto(&format!("{base}/platforms/new")).await;
+    browser.type_into("#instance", &stub.origin()).await;
+    browser
+        .click(Locator::XPath(
+            "//button[normalize-space()='Connect with your instance']",
+        ))
+        .await;
     // Back on the dashboard, or (at once) a form-action refusal in the log.
-    let outcome = wait_until(CONNECT_LIMIT, || {
-        if browser.current_url() == dashboard {
-            return Some(Ok(()));
+    let deadline = Instant::now() + CONNECT_LIMIT;
+    let failure = loop {
+        if browser.current_url().await == dashboard {
+            break None;
         }
-        let refused = browser
-            .read_log()
-            .into_iter()
-            .find(|l| l.contains("form-action"));
-        refused.map(Err)
-    });
-    if outcome != Some(Ok(())) {
-        let why = match outcome {
-            Some(Err(refusal)) => format!("the browser refused: {refusal}"),
-            _ => format!("not back on {dashboard} within {CONNECT_LIMIT:?}"),
-        };
+        let log = browser.read_log().await;
+        if let Some(refusal) = log.into_iter().find(|l| l.contains("form-action")) {
+            break Some(format!("the browser refused: {refusal}"));
+        }
+        if Instant::now() >= deadline {
+            break Some(format!("not back on {dashboard} within {CONNECT_LIMIT:?}"));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    if let Some(why) = failure {
         panic!(
             "connecting failed, {why}\n{}\n\
              --- stub requests ---\n{}\n--- tether ---\n{}",
-            browser.describe(),
+            browser.describe().await,
             requests(&stub),
             tether.output()
         );
     }
 
-    let text = browser.text();
+    let text = browser.text().await;
     assert!(
         text.contains("Connected @wanda@127.0.0.1."),
         "no \"Connected @wanda@…\" on the dashboard:\n{}",
-        browser.describe()
+        browser.describe().await
     );
-    assert!(text.contains("wanda"), "{}", browser.describe());
+    assert!(text.contains("wanda"), "{}", browser.describe().await);
 
     // The browser, not tether, went to the instance and carried tether's S256 challenge...
     assert_eq!(stub.count("/oauth/authorize"), 1, "{}", requests(&stub));
@@ -861,7 +573,7 @@ fn connect_with_instance_completes_in_a_real_browser() {
     );
 
     // Nothing on the way was refused: not the post, not either redirect (form-action)...
-    browser.read_log();
+    browser.read_log().await;
     let refused: Vec<&String> = browser
         .log
         .iter()
@@ -882,45 +594,56 @@ fn connect_with_instance_completes_in_a_real_browser() {
     // place (the worker runs in tether's background loop), the count follows typing, and a
     // published description is confirmed on the page without a reload by the person.
     stub.add_image_posts("wanda", 3);
-    browser.goto(&format!("{base}/audit"));
-    browser.click("xpath", "//button[normalize-space()='Scan recent posts']");
-    let scanned = wait_until(WAIT_LIMIT * 2, || {
-        let text = browser.text();
-        (text.contains("Scanned 3 of at most 400 posts; finished") && text.contains("Photo 3"))
-            .then_some(())
-    });
-    assert!(
-        scanned.is_some(),
-        "the scan did not finish on the page:\n{}",
-        browser.describe()
-    );
+    browser.goto(&format!("{base}/audit")).await;
+    browser
+        .click(Locator::XPath(
+            "//button[normalize-space()='Scan recent posts']",
+        ))
+        .await;
+    let deadline = Instant::now() + WAIT_LIMIT * 2;
+    loop {
+        let text = browser.text().await;
+        if text.contains("Scanned 3 of at most 400 posts; finished") && text.contains("Photo 3") {
+            break;
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "the scan did not finish on the page:\n{}",
+                browser.describe().await
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
     let area = "textarea[name='description']";
-    browser.type_into(area, "A red door");
+    browser.type_into(area, "A red door").await;
     assert!(
-        browser.text().contains("10 of 1500 characters."),
+        browser.text().await.contains("10 of 1500 characters."),
         "no live count:\n{}",
-        browser.describe()
+        browser.describe().await
     );
-    browser.click(
-        "xpath",
-        "(//button[@name='action' and @value='publish'])[1]",
-    );
-    let published = wait_until(WAIT_LIMIT * 2, || {
-        browser.text().contains("Published 20").then_some(())
-    });
-    assert!(
-        published.is_some(),
-        "the publish was not confirmed on the page:\n{}\n--- tether ---\n{}",
-        browser.describe(),
-        tether.output()
-    );
+    browser
+        .click(Locator::XPath(
+            "(//button[@name='action' and @value='publish'])[1]",
+        ))
+        .await;
+    let deadline = Instant::now() + WAIT_LIMIT * 2;
+    while !browser.text().await.contains("Published 20") {
+        if Instant::now() >= deadline {
+            panic!(
+                "the publish was not confirmed on the page:\n{}\n--- tether ---\n{}",
+                browser.describe().await,
+                tether.output()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
     let described = stub
         .posts_of("wanda")
         .iter()
         .filter(|p| p.media[0].description.as_deref() == Some("A red door"))
         .count();
     assert_eq!(described, 1, "{}", requests(&stub));
-    browser.read_log();
+    browser.read_log().await;
     // (The stub serves no image files, so missing previews are expected; script errors and
     // CSP refusals are not.)
     let errors: Vec<&String> = browser
@@ -938,15 +661,16 @@ fn connect_with_instance_completes_in_a_real_browser() {
         started.elapsed(),
         browser.log
     );
+    browser.close().await;
 }
 
-#[test]
-fn a_form_action_policy_without_the_instance_blocks_the_redirect() {
-    if !browser_available() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_action_policy_without_the_instance_blocks_the_redirect() {
+    if !webdriver::can_run("browser", false) {
         return;
     }
     let started = Instant::now();
-    let stub = StubInstance::builder(Flavour::Mastodon43).start_blocking();
+    let stub = StubInstance::builder(Flavour::Mastodon43).start().await;
     let authorize = stub.url("/oauth/authorize?response_type=code&client_id=control");
     let allowed = format!("'self' https: http://{}", stub.host_port());
     let page = PolicyPage::start(
@@ -958,62 +682,76 @@ fn a_form_action_policy_without_the_instance_blocks_the_redirect() {
         ],
         authorize,
     );
-    let mut browser = Browser::start();
+    // Dropped in reverse: the session, chromedriver, then anything left using the profile.
+    let profile = Profile::new();
+    let driver = webdriver::start_chromedriver();
+    let mut browser = Browser::start(&driver, &profile).await;
 
     for variant in ["self", "https"] {
-        browser.goto(&page.url(&format!("/form/{variant}")));
-        browser.read_log();
+        browser.goto(&page.url(&format!("/form/{variant}"))).await;
+        browser.read_log().await;
         let posted = page.count("POST /go");
-        browser.click("css selector", "#go");
+        browser.click(Locator::Css("#go")).await;
         // The post itself is allowed ('self') and reaches our server, which answers 303...
-        if wait_until(WAIT_LIMIT, || {
-            (page.count("POST /go") > posted).then_some(())
-        })
-        .is_none()
-        {
-            panic!("{variant}: the form was not posted\n{}", browser.describe());
+        let deadline = Instant::now() + WAIT_LIMIT;
+        while page.count("POST /go") <= posted {
+            if Instant::now() >= deadline {
+                panic!(
+                    "{variant}: the form was not posted\n{}",
+                    browser.describe().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
         }
         // ...and the browser refuses to follow it, saying why.
-        let Some(violation) = wait_until(WAIT_LIMIT, || {
-            browser
-                .read_log()
+        let deadline = Instant::now() + WAIT_LIMIT;
+        let violation = loop {
+            let log = browser.read_log().await;
+            if let Some(line) = log
                 .into_iter()
                 .find(|l| l.contains("Content Security Policy") && l.contains("form-action"))
-        }) else {
-            panic!(
-                "{variant}: no CSP violation logged within {WAIT_LIMIT:?}\n{}",
-                browser.describe()
-            );
+            {
+                break line;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{variant}: no CSP violation logged within {WAIT_LIMIT:?}\n{}",
+                    browser.describe().await
+                );
+            }
+            tokio::time::sleep(POLL).await;
         };
         println!("{variant}: {violation}");
         assert_eq!(
             stub.requests().len(),
             0,
             "{variant}: the browser reached the instance despite form-action\n{}",
-            browser.describe()
+            browser.describe().await
         );
     }
 
     // The same page and server with the instance in form-action: the browser gets there. So the
     // blocking above is the policy's doing, not this harness's.
-    browser.goto(&page.url("/form/allowed"));
-    browser.read_log();
-    browser.click("css selector", "#go");
-    if wait_until(WAIT_LIMIT, || {
-        (stub.count("/oauth/authorize") == 1).then_some(())
-    })
-    .is_none()
-    {
-        panic!(
-            "allowed: the browser did not reach the instance\n{}",
-            browser.describe()
-        );
+    browser.goto(&page.url("/form/allowed")).await;
+    browser.read_log().await;
+    browser.click(Locator::Css("#go")).await;
+    let deadline = Instant::now() + WAIT_LIMIT;
+    while stub.count("/oauth/authorize") != 1 {
+        if Instant::now() >= deadline {
+            panic!(
+                "allowed: the browser did not reach the instance\n{}",
+                browser.describe().await
+            );
+        }
+        tokio::time::sleep(POLL).await;
     }
     let violations: Vec<String> = browser
         .read_log()
+        .await
         .into_iter()
         .filter(|l| is_csp_violation(l))
         .collect();
     assert!(violations.is_empty(), "allowed: {violations:#?}");
     println!("negative control done in {:?}", started.elapsed());
+    browser.close().await;
 }
