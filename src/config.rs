@@ -24,6 +24,10 @@ pub struct Settings {
     pub token_key: Option<String>,
     #[serde(default = "default_true")]
     pub allow_registration: bool,
+    /// Adds `Server-Timing: db;desc="N statements on M connections"` to every response, for
+    /// looking at a request's database work in a browser's developer tools. Off by default.
+    #[serde(default)]
+    pub server_timing: bool,
     /// Seconds of inactivity after which a session ends.
     #[serde(default = "default_idle_timeout")]
     pub session_idle_timeout: u64,

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
@@ -19,6 +20,16 @@ use crate::error::{Error, Failure};
 pub struct ScopedConnection {
     pool: Option<DbPool>,
     slot: Mutex<Option<DbConn>>,
+    /// Connections taken from the pool, and statements run on the ones already given back.
+    acquired: AtomicU32,
+    statements: AtomicU32,
+}
+
+/// How much database work a unit of work did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DbUsage {
+    pub connections: u32,
+    pub statements: u32,
 }
 
 /// Request guard: this request's connection.
@@ -27,17 +38,41 @@ pub struct Connection<'r>(&'r ScopedConnection);
 impl ScopedConnection {
     /// A connection scope that is not tied to a request (jobs, the CLI, tests).
     pub fn new(pool: DbPool) -> ScopedConnection {
+        ScopedConnection::with(Some(pool))
+    }
+
+    fn with(pool: Option<DbPool>) -> ScopedConnection {
         ScopedConnection {
-            pool: Some(pool),
+            pool,
             slot: Mutex::new(None),
+            acquired: AtomicU32::new(0),
+            statements: AtomicU32::new(0),
         }
     }
 
     fn of<'r>(req: &'r Request<'_>) -> &'r ScopedConnection {
-        req.local_cache(|| ScopedConnection {
-            pool: req.rocket().state::<Db>().map(|db| (**db).clone()),
-            slot: Mutex::new(None),
+        req.local_cache(|| {
+            ScopedConnection::with(req.rocket().state::<Db>().map(|db| (**db).clone()))
         })
+    }
+
+    /// What this unit of work has used so far; exact once the connection is back.
+    pub fn usage(&self) -> DbUsage {
+        let current = self
+            .slot
+            .try_lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(DbConn::statements))
+            .unwrap_or(0);
+        DbUsage {
+            connections: self.acquired.load(Ordering::Relaxed),
+            statements: self.statements.load(Ordering::Relaxed) + current,
+        }
+    }
+
+    /// The request's usage, after its connection went back (see [`super::stage`]).
+    pub fn usage_for(req: &Request<'_>) -> DbUsage {
+        Self::of(req).usage()
     }
 
     /// Borrows the connection for a run of queries, acquiring it from the pool on first use.
@@ -50,6 +85,7 @@ impl ScopedConnection {
                 .as_ref()
                 .ok_or(Error::Database(sqlx::Error::PoolClosed))?;
             *slot = Some(pool.acquire().await?);
+            self.acquired.fetch_add(1, Ordering::Relaxed);
         }
         MutexGuard::try_map(slot, Option::as_mut)
             .map_err(|_| Error::Database(sqlx::Error::PoolClosed))
@@ -66,7 +102,10 @@ impl ScopedConnection {
     /// Returns the connection to the pool now.
     pub fn release(&self) -> Result<(), Error> {
         let mut slot = self.slot.try_lock().map_err(|_| Error::ConnectionInUse)?;
-        slot.take();
+        if let Some(conn) = slot.take() {
+            self.statements
+                .fetch_add(conn.statements(), Ordering::Relaxed);
+        }
         Ok(())
     }
 

@@ -11,7 +11,7 @@ mod query;
 mod text_enum;
 mod timestamp;
 
-pub use connection::{Connection, ScopedConnection};
+pub use connection::{Connection, DbUsage, ScopedConnection};
 pub use pool::{Db, DbConn, DbPool, Engine, Tx};
 pub use query::{query, Exec, Query, Record, Value};
 pub use timestamp::Timestamp;
@@ -111,7 +111,25 @@ pub fn stage() -> AdHoc {
             .attach(AdHoc::try_on_ignite("Database pool", attach_pool))
             .attach(AdHoc::on_response(
                 "Release request connection",
-                |req, _| Box::pin(async move { ScopedConnection::release_for(req) }),
+                |req, res| {
+                    Box::pin(async move {
+                        ScopedConnection::release_for(req);
+                        let timing = req
+                            .rocket()
+                            .state::<Runtime>()
+                            .is_some_and(|r| r.settings.server_timing);
+                        if timing {
+                            let usage = ScopedConnection::usage_for(req);
+                            res.set_raw_header(
+                                "Server-Timing",
+                                format!(
+                                    "db;desc=\"{} statements on {} connections\"",
+                                    usage.statements, usage.connections
+                                ),
+                            );
+                        }
+                    })
+                },
             ))
     })
 }

@@ -39,10 +39,17 @@ pub enum DbPool {
     Postgres(PgPool),
 }
 
+/// A pooled connection, counting the statements run on it (transactions included), so a
+/// request can report how much database work it did (see `ScopedConnection::statements`).
+pub struct DbConn {
+    pub(super) conn: Conn,
+    pub(super) statements: u32,
+}
+
 // One of these lives per request (and per transaction); boxing the larger variant would cost an
 // allocation per acquire to save a few hundred bytes.
 #[allow(clippy::large_enum_variant)]
-pub enum DbConn {
+pub(super) enum Conn {
     Sqlite(PoolConnection<Sqlite>),
     Postgres(PoolConnection<Postgres>),
 }
@@ -50,8 +57,14 @@ pub enum DbConn {
 /// Changes nothing, but as a write statement it makes SQLite take the database's write lock.
 const SQLITE_TAKE_WRITE_LOCK: &str = "UPDATE users SET id = id WHERE 0";
 
+/// A transaction on a [`DbConn`], counting into the connection's statements.
+pub struct Tx<'c> {
+    pub(super) tx: TxConn<'c>,
+    pub(super) statements: &'c mut u32,
+}
+
 #[allow(clippy::large_enum_variant)]
-pub enum Tx<'c> {
+pub(super) enum TxConn<'c> {
     Sqlite(sqlx::Transaction<'c, Sqlite>),
     Postgres(sqlx::Transaction<'c, Postgres>),
 }
@@ -153,10 +166,14 @@ impl DbPool {
     }
 
     pub async fn acquire(&self) -> Result<DbConn, sqlx::Error> {
-        match self {
-            DbPool::Sqlite(p) => p.acquire().await.map(DbConn::Sqlite),
-            DbPool::Postgres(p) => p.acquire().await.map(DbConn::Postgres),
-        }
+        let conn = match self {
+            DbPool::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
+            DbPool::Postgres(p) => Conn::Postgres(p.acquire().await?),
+        };
+        Ok(DbConn {
+            conn,
+            statements: 0,
+        })
     }
 }
 
@@ -194,10 +211,15 @@ impl rocket_db_pools::Pool for DbPool {
 
 impl DbConn {
     pub fn engine(&self) -> Engine {
-        match self {
-            DbConn::Sqlite(_) => Engine::Sqlite,
-            DbConn::Postgres(_) => Engine::Postgres,
+        match self.conn {
+            Conn::Sqlite(_) => Engine::Sqlite,
+            Conn::Postgres(_) => Engine::Postgres,
         }
+    }
+
+    /// Statements run on this connection since it left the pool.
+    pub fn statements(&self) -> u32 {
+        self.statements
     }
 
     /// Starts a transaction that writes; it rolls back unless `commit` is called.
@@ -207,24 +229,36 @@ impl DbConn {
     /// writes later fails with "database is locked" when another writer got in between, without
     /// waiting in the busy timeout. A write statement as the first statement waits there instead.
     pub async fn begin(&mut self) -> Result<Tx<'_>, sqlx::Error> {
-        match self {
-            DbConn::Sqlite(c) => {
+        let DbConn { conn, statements } = self;
+        // BEGIN, the lock statement on SQLite, and later COMMIT.
+        *statements += 2;
+        let tx = match conn {
+            Conn::Sqlite(c) => {
                 let mut tx = c.begin().await?;
+                *statements += 1;
                 sqlx::query(SQLITE_TAKE_WRITE_LOCK)
                     .execute(&mut *tx)
                     .await?;
-                Ok(Tx::Sqlite(tx))
+                TxConn::Sqlite(tx)
             }
-            DbConn::Postgres(c) => c.begin().await.map(Tx::Postgres),
-        }
+            Conn::Postgres(c) => TxConn::Postgres(c.begin().await?),
+        };
+        Ok(Tx { tx, statements })
     }
 }
 
 impl Tx<'_> {
+    pub fn engine(&self) -> Engine {
+        match self.tx {
+            TxConn::Sqlite(_) => Engine::Sqlite,
+            TxConn::Postgres(_) => Engine::Postgres,
+        }
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+        match self.tx {
+            TxConn::Sqlite(t) => t.commit().await,
+            TxConn::Postgres(t) => t.commit().await,
         }
     }
 }

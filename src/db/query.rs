@@ -2,6 +2,7 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Arguments, FromRow};
 
+use super::pool::{Conn, TxConn};
 use super::{DbConn, Timestamp, Tx};
 
 /// A row type that both engines can decode.
@@ -26,20 +27,23 @@ pub trait Exec: Send {
     fn backend(&mut self) -> Backend<'_>;
 }
 
+// Every statement asks for its backend exactly once, so that is where it is counted.
 impl Exec for DbConn {
     fn backend(&mut self) -> Backend<'_> {
-        match self {
-            DbConn::Sqlite(c) => Backend::Sqlite(c),
-            DbConn::Postgres(c) => Backend::Postgres(c),
+        self.statements += 1;
+        match &mut self.conn {
+            Conn::Sqlite(c) => Backend::Sqlite(c),
+            Conn::Postgres(c) => Backend::Postgres(c),
         }
     }
 }
 
 impl Exec for Tx<'_> {
     fn backend(&mut self) -> Backend<'_> {
-        match self {
-            Tx::Sqlite(t) => Backend::Sqlite(t),
-            Tx::Postgres(t) => Backend::Postgres(t),
+        *self.statements += 1;
+        match &mut self.tx {
+            TxConn::Sqlite(t) => Backend::Sqlite(t),
+            TxConn::Postgres(t) => Backend::Postgres(t),
         }
     }
 }

@@ -3,7 +3,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 
 use super::{Connection, CurrentUser};
 use crate::error::{Error, Failure};
-use crate::models::{Platform, SessionRecord};
+use crate::models::{AuditSnapshot, Platform, SessionRecord};
 
 /// The platform the dashboard works with, resolved afresh each request: the session's choice if
 /// it is still this user's and active; else the user's default; else the oldest active one (and
@@ -14,6 +14,10 @@ pub struct PlatformContext {
     pub active: Platform,
     /// All of the user's active platforms, oldest first: the switcher's entries.
     pub platforms: Vec<Platform>,
+    /// The active platform's audit, loaded in the same statement when the active platform is
+    /// the one the session chose (or the default): the steady state. `None` after a fallback;
+    /// then whoever needs it loads it.
+    pub active_audit: Option<AuditSnapshot>,
 }
 
 impl PlatformContext {
@@ -23,7 +27,16 @@ impl PlatformContext {
             _ => return Err(Error::Database(sqlx::Error::PoolClosed)),
         };
         let mut db = conn.get().await?;
-        let platforms = Platform::list_active_for_user(&mut *db, user.id).await?;
+        let rows =
+            Platform::list_active_with_audit(&mut *db, user.id, user.active_platform_id).await?;
+        let mut focused = None;
+        let mut platforms = Vec::with_capacity(rows.len());
+        for (platform, snapshot) in rows {
+            if let Some(snapshot) = snapshot {
+                focused = Some((platform.id, snapshot));
+            }
+            platforms.push(platform);
+        }
         let chosen = user
             .active_platform_id
             .and_then(|id| platforms.iter().find(|p| p.id == id))
@@ -44,7 +57,16 @@ impl PlatformContext {
             .await?;
         }
         match chosen {
-            Some(active) => Ok(PlatformContext { active, platforms }),
+            Some(active) => {
+                let active_audit = focused
+                    .filter(|(id, _)| *id == active.id)
+                    .map(|(_, snapshot)| snapshot);
+                Ok(PlatformContext {
+                    active,
+                    platforms,
+                    active_audit,
+                })
+            }
             None => Err(Error::NoPlatform),
         }
     }

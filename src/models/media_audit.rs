@@ -77,6 +77,14 @@ pub struct MediaAudit {
     pub waiting_until: Option<Timestamp>,
 }
 
+/// One platform's audit as the dashboard shows it: the scan (none before the first) and the
+/// counts. Loaded together with the user's platforms (`Platform::list_active_with_audit`).
+#[derive(Clone, Debug, Default)]
+pub struct AuditSnapshot {
+    pub audit: Option<MediaAudit>,
+    pub counts: super::MediaSummary,
+}
+
 const SELECT: &str = "SELECT platform_id, scan_state, scan_run, posts_scanned, max_posts,
        scan_cursor, reached_end, oldest_posted_at, scan_requested_at, scan_finished_at,
        scan_error, instance_version, description_limit, waiting_until

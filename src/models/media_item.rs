@@ -161,6 +161,15 @@ pub struct FoundMedia<'a> {
     pub description: Option<&'a str>,
 }
 
+/// [`MediaSummary`]'s columns over a set of media items (also part of
+/// `Platform::list_active_with_audit`).
+pub(crate) const SUMMARY_COLUMNS: &str = "count(*) AS total,
+       count(CASE WHEN (description IS NULL OR trim(description) = '')
+                       AND state <> 'published' THEN 1 END) AS missing,
+       count(CASE WHEN state IN ('draft', 'failed') THEN 1 END) AS drafted,
+       count(CASE WHEN state IN ('queued', 'waiting') THEN 1 END) AS queued,
+       count(CASE WHEN state = 'published' THEN 1 END) AS published";
+
 /// Counts for the dashboard and the audit page's header.
 #[derive(Clone, Copy, Debug, Default, FromRow, Serialize, PartialEq, Eq)]
 pub struct MediaSummary {
@@ -279,15 +288,9 @@ impl MediaItem {
         db: &mut impl Exec,
         platform_id: i64,
     ) -> Result<MediaSummary, sqlx::Error> {
-        query(
-            "SELECT count(*) AS total,
-                 count(CASE WHEN (description IS NULL OR trim(description) = '')
-                                 AND state <> 'published' THEN 1 END) AS missing,
-                 count(CASE WHEN state IN ('draft', 'failed') THEN 1 END) AS drafted,
-                 count(CASE WHEN state IN ('queued', 'waiting') THEN 1 END) AS queued,
-                 count(CASE WHEN state = 'published' THEN 1 END) AS published
-             FROM media_items WHERE platform_id = $1",
-        )
+        query(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM media_items WHERE platform_id = $1"
+        ))
         .bind(platform_id)
         .fetch_one(db)
         .await

@@ -10,7 +10,7 @@ pub mod throttle;
 pub mod user;
 
 pub use audit::{AuditAction, AuditEvent, NewAuditEvent, Party};
-pub use media_audit::{MediaAudit, ScanState};
+pub use media_audit::{AuditSnapshot, MediaAudit, ScanState};
 pub use media_item::{FoundMedia, MediaFilter, MediaItem, MediaState, MediaSummary};
 pub use oauth::{OAuthApp, OAuthState};
 pub use platform::{AccountCopy, NewPlatform, Platform, PlatformType, StoredSecrets};

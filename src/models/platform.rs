@@ -1,6 +1,8 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
+use super::media_item::SUMMARY_COLUMNS;
+use super::{AuditSnapshot, MediaAudit, MediaSummary, ScanState};
 use crate::db::{query, Exec, Timestamp};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -107,6 +109,68 @@ FROM platform_connections";
 /// Oldest first: the order of the switcher and of the last-resort fallback.
 const ORDER: &str = "ORDER BY created_at, id";
 
+/// A platform row of [`Platform::list_active_with_audit`]: the platform, and on the focused row
+/// its audit (the `audit_` columns, NULL before a first scan) and its media counts.
+#[derive(FromRow)]
+struct PlatformAuditRow {
+    #[sqlx(flatten)]
+    platform: Platform,
+    focus: Option<bool>,
+    audit_platform_id: Option<i64>,
+    audit_scan_state: Option<ScanState>,
+    audit_scan_run: Option<i64>,
+    audit_posts_scanned: Option<i64>,
+    audit_max_posts: Option<i64>,
+    audit_reached_end: Option<bool>,
+    audit_scan_requested_at: Option<Timestamp>,
+    audit_scan_finished_at: Option<Timestamp>,
+    audit_scan_error: Option<String>,
+    audit_instance_version: Option<String>,
+    audit_description_limit: Option<i64>,
+    audit_waiting_until: Option<Timestamp>,
+    total: Option<i64>,
+    missing: Option<i64>,
+    drafted: Option<i64>,
+    queued: Option<i64>,
+    published: Option<i64>,
+}
+
+impl PlatformAuditRow {
+    fn split(self) -> (Platform, Option<AuditSnapshot>) {
+        if self.focus != Some(true) {
+            return (self.platform, None);
+        }
+        let audit = match (self.audit_platform_id, self.audit_scan_state) {
+            (Some(platform_id), Some(scan_state)) => Some(MediaAudit {
+                platform_id,
+                scan_state,
+                scan_run: self.audit_scan_run.unwrap_or_default(),
+                posts_scanned: self.audit_posts_scanned.unwrap_or_default(),
+                max_posts: self.audit_max_posts.unwrap_or_default(),
+                // What only the scanner itself needs is not loaded here.
+                scan_cursor: None,
+                reached_end: self.audit_reached_end.unwrap_or_default(),
+                oldest_posted_at: None,
+                scan_requested_at: self.audit_scan_requested_at,
+                scan_finished_at: self.audit_scan_finished_at,
+                scan_error: self.audit_scan_error,
+                instance_version: self.audit_instance_version,
+                description_limit: self.audit_description_limit,
+                waiting_until: self.audit_waiting_until,
+            }),
+            _ => None,
+        };
+        let counts = MediaSummary {
+            total: self.total.unwrap_or_default(),
+            missing: self.missing.unwrap_or_default(),
+            drafted: self.drafted.unwrap_or_default(),
+            queued: self.queued.unwrap_or_default(),
+            published: self.published.unwrap_or_default(),
+        };
+        (self.platform, Some(AuditSnapshot { audit, counts }))
+    }
+}
+
 impl Platform {
     pub async fn list_for_user(
         db: &mut impl Exec,
@@ -128,6 +192,50 @@ impl Platform {
         .bind(user_id)
         .fetch_all(db)
         .await
+    }
+
+    /// [`Platform::list_active_for_user`], and in the same statement the audit snapshot of the
+    /// focused platform: `focus` if given (the session's choice), else the user's default. So a
+    /// dashboard needs no statement of its own. The other rows come without a snapshot.
+    pub async fn list_active_with_audit(
+        db: &mut impl Exec,
+        user_id: i64,
+        focus: Option<i64>,
+    ) -> Result<Vec<(Platform, Option<AuditSnapshot>)>, sqlx::Error> {
+        let rows: Vec<PlatformAuditRow> = query(&format!(
+            "WITH focus AS (
+                 SELECT COALESCE($2, (SELECT id FROM platform_connections
+                                      WHERE user_id = $1 AND is_default AND is_active)) AS id
+             )
+             SELECT p.id, p.user_id, p.name, p.platform_type, p.instance_url, p.username,
+                    p.is_active, p.is_default, p.created_at, p.updated_at, p.account_id, p.acct,
+                    p.display_name, p.avatar_url, p.followers_count, p.following_count,
+                    p.statuses_count, p.verified_at, p.needs_reconnect,
+                    p.id = f.id AS focus,
+                    a.platform_id AS audit_platform_id, a.scan_state AS audit_scan_state,
+                    a.scan_run AS audit_scan_run, a.posts_scanned AS audit_posts_scanned,
+                    a.max_posts AS audit_max_posts, a.reached_end AS audit_reached_end,
+                    a.scan_requested_at AS audit_scan_requested_at,
+                    a.scan_finished_at AS audit_scan_finished_at,
+                    a.scan_error AS audit_scan_error,
+                    a.instance_version AS audit_instance_version,
+                    a.description_limit AS audit_description_limit,
+                    a.waiting_until AS audit_waiting_until,
+                    c.total, c.missing, c.drafted, c.queued, c.published
+             FROM platform_connections p
+             CROSS JOIN focus f
+             LEFT JOIN media_audits a ON a.platform_id = p.id AND p.id = f.id
+             LEFT JOIN (SELECT platform_id, {SUMMARY_COLUMNS} FROM media_items
+                        WHERE platform_id = (SELECT id FROM focus)
+                        GROUP BY platform_id) c ON c.platform_id = p.id
+             WHERE p.user_id = $1 AND p.is_active
+             ORDER BY p.created_at, p.id"
+        ))
+        .bind(user_id)
+        .bind(focus)
+        .fetch_all(db)
+        .await?;
+        Ok(rows.into_iter().map(PlatformAuditRow::split).collect())
     }
 
     /// Ownership is part of the query: another user's id reads as missing.

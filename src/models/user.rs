@@ -226,7 +226,7 @@ impl User {
     /// Serialises "is there another active admin?" checks for the rest of the transaction. Run
     /// after [`User::lock`] and before [`User::set_role`] or [`User::set_active`].
     pub async fn lock_admins(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
-        if let Tx::Postgres(_) = tx {
+        if tx.engine() == Engine::Postgres {
             query("SELECT pg_advisory_xact_lock($1)")
                 .bind(ADMIN_LOCK_ID)
                 .execute(tx)

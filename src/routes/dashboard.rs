@@ -25,7 +25,7 @@ pub async fn show(
     layout: Layout,
     conn: Connection<'_>,
 ) -> Result<Template> {
-    let audit = media_audit::summary(&conn, &ctx.active).await?;
+    let audit = media_audit::summary(&conn, ctx).await?;
     let page = DashboardPage {
         active: &ctx.active,
         active_label: ctx.active.platform_type.label(),

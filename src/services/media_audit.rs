@@ -8,6 +8,7 @@ use crate::config::Runtime;
 use crate::db::{ScopedConnection, Timestamp};
 use crate::error::{Error, Result};
 use crate::forms::DescriptionAction;
+use crate::guards::PlatformContext;
 use crate::instance::edits_media_attributes;
 use crate::models::{
     MediaAudit, MediaFilter, MediaItem, MediaState, MediaSummary, Platform, PlatformType, ScanState,
@@ -246,7 +247,16 @@ pub struct Summary {
     pub counts: MediaSummary,
 }
 
-pub async fn summary(conn: &ScopedConnection, platform: &Platform) -> Result<Summary> {
+/// The active platform's summary: from what the platform guard already loaded when it could,
+/// else two statements of its own.
+pub async fn summary(conn: &ScopedConnection, context: &PlatformContext) -> Result<Summary> {
+    let platform = &context.active;
+    if let Some(snapshot) = &context.active_audit {
+        return Ok(Summary {
+            scan: ScanView::of(snapshot.audit.as_ref(), &host_of(platform)),
+            counts: snapshot.counts,
+        });
+    }
     let mut db = conn.get().await?;
     let audit = MediaAudit::find(&mut *db, platform.id).await?;
     let counts = MediaItem::summary(&mut *db, platform.id).await?;
