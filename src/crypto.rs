@@ -138,7 +138,8 @@ impl TokenCipher {
 /// and at most `permits` hashes run at once: a flood of logins queues here instead of stalling the
 /// async workers. Each permit owns one reusable 19 MiB work area: allocating and freeing one per
 /// hash lets the allocator keep freed areas per thread, and a login flood measured 850 MiB of RSS
-/// that way (see BENCHMARKS.md).
+/// that way (see BENCHMARKS.md). The areas are kept while hashes keep coming and freed when the
+/// last hash of a burst ends, so an idle server does not hold 19 MiB per permit.
 /// Clones share the permits and work areas.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
@@ -147,6 +148,8 @@ pub struct PasswordHasherPool {
     work_areas: Arc<Mutex<Vec<Vec<Block>>>>,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    /// Work areas allocated so far (a burst of hashes shares at most one per permit).
+    areas_made: Arc<AtomicUsize>,
 }
 
 /// The result of checking a password.
@@ -164,6 +167,7 @@ impl PasswordHasherPool {
             work_areas: Arc::new(Mutex::new(Vec::new())),
             running: Arc::new(AtomicUsize::new(0)),
             peak: Arc::new(AtomicUsize::new(0)),
+            areas_made: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -234,8 +238,12 @@ impl PasswordHasherPool {
         let mut memory = self
             .work_areas
             .lock()
-            .map(|mut areas| areas.pop().unwrap_or_default())
-            .unwrap_or_default();
+            .ok()
+            .and_then(|mut areas| areas.pop())
+            .unwrap_or_else(|| {
+                self.areas_made.fetch_add(1, Ordering::Relaxed);
+                Vec::new()
+            });
         let (running, peak) = (self.running.clone(), self.peak.clone());
         let (result, memory) = tokio::task::spawn_blocking(move || {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -247,7 +255,12 @@ impl PasswordHasherPool {
         .await
         .map_err(|e| CryptoError(format!("password hashing task failed: {e}")))?;
         if let Ok(mut areas) = self.work_areas.lock() {
-            areas.push(memory);
+            // Nobody holds or waits for a permit but this call: the burst is over.
+            if self.permits.available_permits() + 1 >= self.limit {
+                areas.clear();
+            } else {
+                areas.push(memory);
+            }
         }
         Ok(result)
     }
@@ -413,25 +426,37 @@ mod tests {
     }
 
     #[test]
-    fn the_hasher_reuses_one_work_area_per_permit() {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    fn a_burst_of_hashes_shares_one_work_area_per_permit_and_frees_them_after() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .build()
             .unwrap();
         let pool = PasswordHasherPool::new(2);
         rt.block_on(async {
             let hash = pool.hash("correct horse").await.unwrap();
-            for _ in 0..4 {
-                assert!(
-                    pool.verify("correct horse", Some(&hash))
-                        .await
-                        .unwrap()
-                        .valid
-                );
-                assert!(!pool.verify("correct horse", None).await.unwrap().valid);
+            assert!(pool.work_areas.lock().unwrap().is_empty(), "idle: freed");
+            let made = pool.areas_made.load(Ordering::Relaxed);
+            let burst: Vec<_> = (0..8)
+                .map(|n| {
+                    let (pool, hash) = (pool.clone(), hash.clone());
+                    tokio::spawn(async move {
+                        let stored = (n % 2 == 0).then_some(hash.as_str());
+                        pool.verify("correct horse", stored).await.unwrap().valid
+                    })
+                })
+                .collect();
+            for (n, task) in burst.into_iter().enumerate() {
+                assert_eq!(task.await.unwrap(), n % 2 == 0);
             }
+            let in_burst = pool.areas_made.load(Ordering::Relaxed) - made;
+            assert!(
+                (1..=2).contains(&in_burst),
+                "8 hashes on 2 permits made {in_burst} work areas"
+            );
         });
-        let areas = pool.work_areas.lock().unwrap();
-        assert_eq!(areas.len(), 1, "sequential work shares one area");
-        assert_eq!(areas[0].len(), Params::default().block_count());
+        assert!(
+            pool.work_areas.lock().unwrap().is_empty(),
+            "idle again: freed"
+        );
     }
 }

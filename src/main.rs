@@ -47,6 +47,16 @@ enum UserCommand {
     },
 }
 
+/// jemalloc rather than glibc's malloc: a dashboard request spent a fifth of its CPU in glibc's
+/// malloc and free (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read when it starts (a C `const char *`): one arena per core of the
+/// benchmark machine rather than four, and freed pages handed back after a second.
+#[export_name = "_rjem_malloc_conf"]
+pub static JEMALLOC_CONF: &[u8; 47] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[rocket::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

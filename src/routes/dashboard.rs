@@ -5,14 +5,13 @@ use serde::Serialize;
 use crate::db::Connection;
 use crate::error::Result;
 use crate::guards::{CurrentUser, Layout, PlatformContext};
-use crate::models::Platform;
 use crate::services::media_audit::{self, Summary};
 
+/// The layout already carries the active platform and the list (`active_platform`,
+/// `user_platforms`); the page adds only what is the dashboard's own.
 #[derive(Serialize)]
-struct DashboardPage<'a> {
-    active: &'a Platform,
+struct DashboardPage {
     active_label: &'static str,
-    platforms: &'a [Platform],
     audit: Summary,
 }
 
@@ -27,9 +26,7 @@ pub async fn show(
 ) -> Result<Template> {
     let audit = media_audit::summary(&conn, ctx).await?;
     let page = DashboardPage {
-        active: &ctx.active,
         active_label: ctx.active.platform_type.label(),
-        platforms: &ctx.platforms,
         audit,
     };
     Ok(layout.render("dashboard", "Dashboard", page))

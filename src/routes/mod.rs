@@ -151,7 +151,8 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// `{{host instance_url}}`: `https://mastodon.social` → `mastodon.social`, for `@alice@host`.
+/// Template helpers. `{{host instance_url}}`: `https://mastodon.social` →
+/// `mastodon.social`, for `@alice@host`.
 pub fn register_template_helpers(
     handlebars: &mut rocket_dyn_templates::handlebars::Handlebars<'_>,
 ) {
