@@ -10,7 +10,8 @@ alternating the order in every round:
   hello 6 KB      the same binary serving a 6 KB page from memory
   app.js          tether's GET /static/app.js
   healthz         tether's GET /healthz (one database round trip)
-  dashboard       tether's GET /dashboard, a signed-in user with 3 platforms, 10 users in all
+  dashboard       tether's GET /dashboard, a signed-in user with 3 platforms (the active one
+                  with a finished audit of 100 images), 10 users in all
   dashboard, large  the same on a database seeded by bench/seed.py (100k users, 300k platforms,
                   1M sessions, audits of 3000 accounts)
   dashboard + 8 logins  the small database's dashboard while 8 clients sign in over and over
@@ -290,6 +291,12 @@ def bench_engine(engine, workdir):
 
     users = [f"bench{n}" for n in range(10)]
     clients = [sign_up(small, u) for u in users]
+    # The same audit and images for bench0 as on the large database.
+    subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench/seed.py"), engine, small.url,
+         "--bench-user-only"],
+        check=True,
+    )
     servers = [small]
     large = None
     if LARGE:

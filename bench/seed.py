@@ -3,13 +3,17 @@
 100,000 users, 300,000 platforms (3 each, the first the default), 1,000,000 sessions (10 each,
 random 64-hex token hashes like the real ones), and for about 3,000 accounts (every 33rd user's
 default platform, and every platform of the bench user `bench0`) a finished audit with 100 images
-each (300,000 media items, a third described, some drafted or published).
+each (300,000 media items, a third described, some drafted or published), one account's
+images stored together as a scan writes them.
 
 Every seeded user shares one password hash, copied from `bench0` (whom the benchmark registers
 first through the web form), so nothing is hashed here. The rows are written with INSERT … SELECT
 in one transaction per engine.
 
-Usage: bench/seed.py sqlite|postgres DATABASE_URL
+With `--bench-user-only` it writes just the bench user's audits and images, so that the small
+database's user has the same data as the large one's and the two differ only in size.
+
+Usage: bench/seed.py sqlite|postgres DATABASE_URL [--bench-user-only]
 """
 import re
 import sqlite3
@@ -57,7 +61,8 @@ SELECT a.platform_id, 's' || n, :now - n * 3600, 'A seeded post', 'm' || n, 0, '
        CASE WHEN n % 3 = 0 THEN 'Described before' END,
        CASE WHEN n % 7 = 1 THEN 'A draft' END,
        CASE n % 7 WHEN 0 THEN 'published' WHEN 1 THEN 'draft' ELSE 'none' END, 1, :now
-FROM media_audits a CROSS JOIN s;
+FROM media_audits a CROSS JOIN s
+ORDER BY a.platform_id, n;
 """
 
 POSTGRES = """
@@ -99,7 +104,8 @@ SELECT a.platform_id, 's' || n, now() - n * interval '1 hour', 'A seeded post', 
        'image', CASE WHEN n % 3 = 0 THEN 'Described before' END,
        CASE WHEN n % 7 = 1 THEN 'A draft' END,
        CASE n % 7 WHEN 0 THEN 'published' WHEN 1 THEN 'draft' ELSE 'none' END, 1, now()
-FROM media_audits a CROSS JOIN generate_series(1, 100) n;
+FROM media_audits a CROSS JOIN generate_series(1, 100) n
+ORDER BY a.platform_id, n;
 COMMIT;
 ANALYZE;
 """
@@ -131,8 +137,7 @@ FROM platform_connections p
 CROSS JOIN focus f
 LEFT JOIN media_audits a ON a.platform_id = p.id AND p.id = f.id
 LEFT JOIN (SELECT platform_id, count(*) AS total,
-                  count(CASE WHEN (description IS NULL OR trim(description) = '')
-                                  AND state <> 'published' THEN 1 END) AS missing,
+                  count(CASE WHEN NOT described AND state <> 'published' THEN 1 END) AS missing,
                   count(CASE WHEN state IN ('draft', 'failed') THEN 1 END) AS drafted,
                   count(CASE WHEN state IN ('queued', 'waiting') THEN 1 END) AS queued,
                   count(CASE WHEN state = 'published' THEN 1 END) AS published
@@ -165,12 +170,20 @@ def sqlite_path(url):
     return re.sub(r"^sqlite://", "", url).split("?", 1)[0]
 
 
-def seed_sqlite(url):
+def only_bench_user(sql):
+    """The audit and media statements, for bench0's platforms alone."""
+    statements = [x for x in sql.split(";\n") if "media_" in x]
+    return [x.replace("(u.username LIKE 'seed%' AND p.is_default AND u.id % 33 = 0) OR ", "")
+            for x in statements]
+
+
+def seed_sqlite(url, bench_only=False):
     db = sqlite3.connect(sqlite_path(url), isolation_level=None)
     db.execute("PRAGMA busy_timeout = 5000")
     now = int(time.time())
     db.execute("BEGIN")
-    for statement in SQLITE.split(";\n"):
+    statements = only_bench_user(SQLITE) if bench_only else SQLITE.split(";\n")
+    for statement in statements:
         if statement.strip():
             db.execute(statement, {"now": now})
     db.execute("COMMIT")
@@ -192,6 +205,12 @@ def psql(url, sql, *extra):
 
 def main():
     engine, url = sys.argv[1], sys.argv[2]
+    if "--bench-user-only" in sys.argv:
+        if engine == "sqlite":
+            seed_sqlite(url, bench_only=True)
+        else:
+            psql(url, "BEGIN;\n" + ";\n".join(only_bench_user(POSTGRES)) + ";\nCOMMIT;")
+        return
     started = time.perf_counter()
     if engine == "sqlite":
         db = seed_sqlite(url)

@@ -264,6 +264,11 @@ async fn journey(world: &World, script: Script) {
     tab.goto("/platforms/new").await;
     token_form(&tab, &world.stub.origin(), "tok-never-issued").await;
     tab.wait_for_text("did not accept the access token").await;
+    // Announced as it appears, and tied to its field.
+    assert_eq!(
+        tab.attr("main .flash", "role").await.as_deref(),
+        Some("alert")
+    );
     assert_eq!(
         tab.attr("#access_token", "aria-invalid").await.as_deref(),
         Some("true")

@@ -162,10 +162,10 @@ pub struct FoundMedia<'a> {
 }
 
 /// [`MediaSummary`]'s columns over a set of media items (also part of
-/// `Platform::list_active_with_audit`).
+/// `Platform::list_active_with_audit`). `described` is a generated column, so the index
+/// `media_items_platform_summary` answers the whole count.
 pub(crate) const SUMMARY_COLUMNS: &str = "count(*) AS total,
-       count(CASE WHEN (description IS NULL OR trim(description) = '')
-                       AND state <> 'published' THEN 1 END) AS missing,
+       count(CASE WHEN NOT described AND state <> 'published' THEN 1 END) AS missing,
        count(CASE WHEN state IN ('draft', 'failed') THEN 1 END) AS drafted,
        count(CASE WHEN state IN ('queued', 'waiting') THEN 1 END) AS queued,
        count(CASE WHEN state = 'published' THEN 1 END) AS published";
