@@ -77,6 +77,14 @@ impl World {
     }
 }
 
+/// The world for one test, or `None` (after saying what is missing) without a browser here.
+async fn world() -> Option<World> {
+    if !webdriver::can_run("e2e", true) {
+        return None;
+    }
+    Some(World::start().await)
+}
+
 /// A token the stub accepts for otto, whose avatar the stub serves itself (a made-up account's
 /// avatar is on a host that does not resolve here).
 fn otto_token(stub: &StubInstance) -> String {
@@ -470,28 +478,25 @@ async fn journey(world: &World, script: Script) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_person_goes_from_register_to_sign_out_with_javascript() {
-    if !webdriver::can_run("e2e", true) {
+    let Some(world) = world().await else {
         return;
-    }
-    let world = World::start().await;
+    };
     journey(&world, Script::Enabled).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_journey_works_with_javascript_turned_off() {
-    if !webdriver::can_run("e2e", true) {
+    let Some(world) = world().await else {
         return;
-    }
-    let world = World::start().await;
+    };
     journey(&world, Script::Disabled).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_walks_the_admin_pages_and_the_audit_trail() {
-    if !webdriver::can_run("e2e", true) {
+    let Some(world) = world().await else {
         return;
-    }
-    let world = World::start().await;
+    };
     let mut tab = world.browser("admin", Script::Enabled).await;
     // The first account on a new tether is its administrator.
     register(&mut tab, "ada").await;
@@ -581,10 +586,9 @@ async fn an_administrator_walks_the_admin_pages_and_the_audit_trail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_switcher_and_the_audit_text_areas_work_from_the_keyboard_alone() {
-    if !webdriver::can_run("e2e", true) {
+    let Some(world) = world().await else {
         return;
-    }
-    let world = World::start().await;
+    };
     let mut tab = world.browser("keys", Script::Enabled).await;
     register(&mut tab, "kim").await;
     tab.fill("#instance", &world.stub.origin()).await;
