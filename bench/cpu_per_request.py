@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A/B helper (bench/dashboard.sh cpu): R alternating rounds (default 3, S seconds each) of the
-hello world, /healthz and /dashboard on the current release build, printing req/s, the server's
-CPU per dashboard request (perf stat task-clock over the wrk run, divided by its requests) and
-its RSS peak during the dashboard runs. ENGINE=sqlite|postgres."""
+hello world, /healthz and /dashboard on the current release build, printing req/s, each server's
+CPU per request (perf stat task-clock over the wrk run, divided by its requests) and tether's
+RSS peak during the dashboard runs. ENGINE=sqlite|postgres."""
 import os, sys, subprocess, tempfile, time, statistics
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dashboard as d
@@ -18,21 +18,22 @@ time.sleep(0.5)
 base = f"http://127.0.0.1:{s.port}"
 res = {"hello": [], "healthz": [], "dash": []}
 rss = []
-for r in range(int(os.environ.get("R", "3"))):
-    res["hello"].append(d.wrk(f"http://127.0.0.1:{hp}/"))
-    res["healthz"].append(d.wrk(f"{base}/healthz"))
-    ps = subprocess.Popen(["perf", "stat", "-x,", "-e", "task-clock", "-p", str(s.proc.pid)], stderr=subprocess.PIPE, text=True)
-    samp = d.RssSampler(s.proc.pid); samp.start()
-    x = d.wrk(f"{base}/dashboard", c.cookie_header())
-    samp.stop_flag.set(); samp.join(); rss.append(samp.peak)
+def measured(pid, url, cookie=None, sampler=None):
+    ps = subprocess.Popen(["perf", "stat", "-x,", "-e", "task-clock", "-p", str(pid)], stderr=subprocess.PIPE, text=True)
+    x = d.wrk(url, cookie)
     ps.send_signal(2); err = ps.communicate()[1]
-    ins = float(err.strip().splitlines()[-1].split(",")[0]) * 1e6
-    x["ipr"] = ins / (x["rps"] * d.SECONDS)
-    res["dash"].append(x)
+    x["cpu_us"] = float(err.strip().splitlines()[-1].split(",")[0]) * 1e3 / (x["rps"] * d.SECONDS)
+    return x
+for r in range(int(os.environ.get("R", "3"))):
+    res["hello"].append(measured(h.pid, f"http://127.0.0.1:{hp}/"))
+    res["healthz"].append(measured(s.proc.pid, f"{base}/healthz"))
+    samp = d.RssSampler(s.proc.pid); samp.start()
+    res["dash"].append(measured(s.proc.pid, f"{base}/dashboard", c.cookie_header()))
+    samp.stop_flag.set(); samp.join(); rss.append(samp.peak)
 for k, v in res.items():
-    print(k, "rps", round(statistics.median(x["rps"] for x in v)), "p99", statistics.median(x["p99"] for x in v), "bad", sum(x["bad"] for x in v))
+    print(k, "rps", round(statistics.median(x["rps"] for x in v)), "p99", statistics.median(x["p99"] for x in v),
+          "bad", sum(x["bad"] for x in v), "server CPU µs/request", round(statistics.median(x["cpu_us"] for x in v), 1))
 hw = statistics.median(x["rps"] for x in res["hello"]); hz = statistics.median(x["rps"] for x in res["healthz"]); dd = statistics.median(x["rps"] for x in res["dash"])
-print("server CPU µs per dashboard request:", [round(x["ipr"]/1000) for x in res["dash"]])
 print("RSS peak during dashboard runs MiB:", [round(r,1) for r in rss])
 print(f"dash/hello {dd/hw:.3f} dash/healthz {dd/hz:.3f} peakRSS {s.peak_rss_mib():.1f}")
 h.terminate(); s.stop()

@@ -2,11 +2,11 @@
 //! its own Content-Security-Policy (see [`Csp`]); the fairing fills in only what a response did
 //! not set itself.
 
-use rocket::fairing::{Fairing, Info, Kind};
+use rocket::fairing::{self, Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::request::Request;
 use rocket::response::{self, Responder};
-use rocket::Response;
+use rocket::{Build, Response, Rocket};
 
 use crate::config::Runtime;
 
@@ -87,9 +87,16 @@ const CSP_HEADER: &str = "Content-Security-Policy";
 
 pub struct SecurityHeaders;
 
-fn set_if_absent(res: &mut Response<'_>, name: &'static str, value: impl Into<String>) {
+/// The header values every response gets unless it set its own, worked out once at ignition
+/// rather than on every response.
+struct Defaults {
+    csp: String,
+    hsts: bool,
+}
+
+fn set_if_absent<'r>(res: &mut Response<'r>, name: &'static str, value: &'r str) {
     if !res.headers().contains(name) {
-        res.set_header(Header::new(name, value.into()));
+        res.set_header(Header::new(name, value));
     }
 }
 
@@ -98,23 +105,34 @@ impl Fairing for SecurityHeaders {
     fn info(&self) -> Info {
         Info {
             name: "Security headers",
-            kind: Kind::Response,
+            kind: Kind::Ignite | Kind::Response,
         }
     }
 
-    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
-        let runtime = req.rocket().state::<Runtime>();
+    async fn on_ignite(&self, rocket: Rocket<Build>) -> fairing::Result {
+        let runtime = rocket.state::<Runtime>();
         let mut policy = Csp::default();
         // Avatars of allow-listed local instances may be plain http.
         for host_port in runtime.map_or(&[][..], |r| &r.settings.outbound_allow_private[..]) {
             policy = policy.allow_images_from(format!("http://{host_port}"));
         }
-        set_if_absent(res, CSP_HEADER, policy.header_value());
+        let defaults = Defaults {
+            csp: policy.header_value(),
+            hsts: runtime.is_some_and(|r| r.secure_cookies),
+        };
+        Ok(rocket.manage(defaults))
+    }
+
+    async fn on_response<'r>(&self, req: &'r Request<'_>, res: &mut Response<'r>) {
+        let Some(defaults) = req.rocket().state::<Defaults>() else {
+            return;
+        };
+        set_if_absent(res, CSP_HEADER, &defaults.csp);
         set_if_absent(res, "X-Content-Type-Options", "nosniff");
         set_if_absent(res, "Referrer-Policy", "same-origin");
         set_if_absent(res, "X-Frame-Options", "DENY");
         set_if_absent(res, "Cross-Origin-Opener-Policy", "same-origin");
-        if runtime.is_some_and(|r| r.secure_cookies) {
+        if defaults.hsts {
             set_if_absent(
                 res,
                 "Strict-Transport-Security",

@@ -37,9 +37,7 @@ pub fn rocket_from(figment: Figment) -> Rocket<Build> {
         .attach(Shield::new())
         .attach(config::stage())
         .attach(db::stage())
-        .attach(Template::custom(|engines| {
-            routes::register_template_helpers(&mut engines.handlebars)
-        }))
+        .attach(Template::fairing())
         .attach(headers::SecurityHeaders)
         .attach(guards::HideCallbackQuery)
         .attach(jobs::stage())

@@ -172,6 +172,13 @@ impl PlatformAuditRow {
 }
 
 impl Platform {
+    /// The instance's host, as in `@alice@mastodon.social`. `instance_url` is stored normalized
+    /// (`scheme://host[:port]`, see `forms::normalize_instance_url`), so this is a slice of it
+    /// rather than a URL parse on every page that shows a handle.
+    pub fn host(&self) -> &str {
+        host_of(&self.instance_url)
+    }
+
     pub async fn list_for_user(
         db: &mut impl Exec,
         user_id: i64,
@@ -565,5 +572,28 @@ impl Platform {
             .execute(db)
             .await
             .map(drop)
+    }
+}
+
+fn host_of(origin: &str) -> &str {
+    let rest = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().map_or(rest, |h| &rest[..h.len() + 2]),
+        None => rest.split([':', '/']).next().unwrap_or(rest),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn host_is_the_origin_without_scheme_and_port() {
+        assert_eq!(host_of("https://mastodon.social"), "mastodon.social");
+        assert_eq!(host_of("https://pixelfed.example:8443"), "pixelfed.example");
+        assert_eq!(host_of("http://127.0.0.1:4000"), "127.0.0.1");
+        assert_eq!(host_of("http://[::1]:4000"), "[::1]");
+        assert_eq!(host_of("[::1]"), "[::1]");
+        assert_eq!(host_of("mastodon.social"), "mastodon.social");
     }
 }

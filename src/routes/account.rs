@@ -69,7 +69,7 @@ fn back(message: impl Into<String>) -> Flash<Redirect> {
 #[get("/account")]
 pub async fn show(
     user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
 ) -> Result<Reply> {
@@ -82,7 +82,7 @@ pub async fn show(
 #[post("/account/password", data = "<form>")]
 pub async fn change_password(
     user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     form: CsrfForm<PasswordChangeForm>,
@@ -113,7 +113,7 @@ pub async fn change_password(
 #[post("/account/email", data = "<form>")]
 pub async fn change_email(
     user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     form: CsrfForm<EmailChangeForm>,

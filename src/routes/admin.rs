@@ -71,7 +71,7 @@ pub fn home(_admin: AdminUser<'_>) -> Redirect {
 #[get("/admin/users?<q>&<page>")]
 pub async fn users(
     admin: AdminUser<'_>,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     q: Option<&str>,
     page: Option<i64>,
@@ -102,14 +102,14 @@ pub async fn users(
 }
 
 #[get("/admin/users/new")]
-pub fn new_user(_admin: AdminUser<'_>, layout: Layout) -> Reply {
+pub fn new_user(_admin: AdminUser<'_>, layout: Layout<'_>) -> Reply {
     Reply::Page(layout.render("admin_user_new", "Create a user", NewUserPage::default()))
 }
 
 #[post("/admin/users", data = "<form>")]
 pub async fn create_user(
     admin: AdminUser<'_>,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     form: CsrfForm<NewUserForm>,
@@ -183,7 +183,7 @@ pub async fn user_action(
 #[get("/admin/audit?<page>")]
 pub async fn audit_log(
     _admin: AdminUser<'_>,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     page: Option<i64>,
 ) -> Result<Reply> {

@@ -33,7 +33,7 @@ struct RegisterPage<'a> {
 #[get("/login?<next>")]
 pub fn login_page(
     user: Option<&CurrentUser>,
-    layout: Layout,
+    layout: Layout<'_>,
     runtime: &rocket::State<Runtime>,
     next: Option<&str>,
 ) -> Reply {
@@ -50,7 +50,7 @@ pub fn login_page(
 
 #[post("/login", data = "<form>")]
 pub async fn login(
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     cookies: &CookieJar<'_>,
@@ -58,7 +58,7 @@ pub async fn login(
 ) -> Result<Reply> {
     let form = form.0;
     let username = form.username.trim();
-    let again = |layout: Layout, message: &str| {
+    let again = |layout: Layout<'_>, message: &str| {
         let page = LoginPage {
             username,
             next: form.next.as_deref(),
@@ -150,7 +150,7 @@ impl<'r> rocket::request::FromRequest<'r> for RegistrationOpen {
 pub fn register_page(
     _open: RegistrationOpen,
     user: Option<&CurrentUser>,
-    layout: Layout,
+    layout: Layout<'_>,
 ) -> Result<Reply> {
     if user.is_some() {
         return Ok(Reply::Redirect(Redirect::to(uri!(dashboard::show))));
@@ -166,7 +166,7 @@ pub fn register_page(
 #[post("/register", data = "<form>")]
 pub async fn register(
     _open: RegistrationOpen,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     cookies: &CookieJar<'_>,

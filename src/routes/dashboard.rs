@@ -10,8 +10,9 @@ use crate::services::media_audit::{self, Summary};
 /// The layout already carries the active platform and the list (`active_platform`,
 /// `user_platforms`); the page adds only what is the dashboard's own.
 #[derive(Serialize)]
-struct DashboardPage {
+struct DashboardPage<'r> {
     active_label: &'static str,
+    active_host: &'r str,
     audit: Summary,
 }
 
@@ -21,12 +22,13 @@ struct DashboardPage {
 pub async fn show(
     _user: &CurrentUser,
     ctx: &PlatformContext,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
 ) -> Result<Template> {
     let audit = media_audit::summary(&conn, ctx).await?;
     let page = DashboardPage {
         active_label: ctx.active.platform_type.label(),
+        active_host: ctx.active.host(),
         audit,
     };
     Ok(layout.render("dashboard", "Dashboard", page))

@@ -6,7 +6,7 @@ use crate::guards::{CurrentUser, Layout};
 
 /// Signed in: straight to work. Otherwise the landing page.
 #[get("/")]
-pub fn index(user: Option<&CurrentUser>, layout: Layout) -> Reply {
+pub fn index(user: Option<&CurrentUser>, layout: Layout<'_>) -> Reply {
     match user {
         Some(_) => Reply::Redirect(Redirect::to(uri!(super::dashboard::show))),
         None => Reply::Page(layout.render("index", "Welcome", ())),

@@ -30,7 +30,7 @@ fn back(filter: Option<MediaFilter>, page: Option<i64>, anchor: Option<i64>) -> 
 pub async fn show(
     _user: &CurrentUser,
     ctx: &PlatformContext,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     filter: Option<MediaFilter>,
     page: Option<i64>,
@@ -118,7 +118,7 @@ pub async fn save(
     id: i64,
     user: &CurrentUser,
     ctx: &PlatformContext,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     form: CsrfForm<DescriptionForm>,
 ) -> Result<Reply> {

@@ -68,7 +68,7 @@ pub const MSG_CORRECT_FIELDS: &str = "Please correct the highlighted fields.";
 impl Reply {
     /// A form sent back with its problems (422), what was typed kept in `page`.
     pub fn invalid(
-        layout: Layout,
+        layout: Layout<'_>,
         template: &'static str,
         title: &str,
         page: impl Serialize,
@@ -77,7 +77,7 @@ impl Reply {
     }
 
     pub fn invalid_with(
-        layout: Layout,
+        layout: Layout<'_>,
         message: &str,
         template: &'static str,
         title: &str,
@@ -149,35 +149,6 @@ pub fn safe_next(next: Option<&str>) -> String {
         }
         _ => rocket::uri!(dashboard::show).to_string(),
     }
-}
-
-/// Template helpers. `{{host instance_url}}`: `https://mastodon.social` →
-/// `mastodon.social`, for `@alice@host`.
-pub fn register_template_helpers(
-    handlebars: &mut rocket_dyn_templates::handlebars::Handlebars<'_>,
-) {
-    use rocket_dyn_templates::handlebars::{
-        Context, Handlebars, Helper, HelperResult, Output, RenderContext,
-    };
-    fn host(
-        h: &Helper<'_>,
-        _: &Handlebars<'_>,
-        _: &Context,
-        _: &mut RenderContext<'_, '_>,
-        out: &mut dyn Output,
-    ) -> HelperResult {
-        let url = h
-            .param(0)
-            .and_then(|p| p.value().as_str())
-            .unwrap_or_default();
-        let host = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
-            .unwrap_or_default();
-        out.write(&rocket_dyn_templates::handlebars::html_escape(&host))?;
-        Ok(())
-    }
-    handlebars.register_helper("host", Box::new(host));
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ struct PlatformRow<'a> {
     #[serde(flatten)]
     platform: &'a Platform,
     label: &'static str,
+    host: &'a str,
 }
 
 #[derive(Serialize)]
@@ -83,12 +84,12 @@ impl FormPage {
         }
     }
 
-    fn render(self, layout: Layout, allowed: &[String]) -> Reply {
+    fn render(self, layout: Layout<'_>, allowed: &[String]) -> Reply {
         let page = layout.render("platform_form", self.title(), self);
         Reply::Connect(WithCsp(page, connect_policy(allowed)))
     }
 
-    fn invalid(self, layout: Layout, allowed: &[String]) -> Reply {
+    fn invalid(self, layout: Layout<'_>, allowed: &[String]) -> Reply {
         let title = self.title();
         match Reply::invalid(layout, "platform_form", title, self) {
             Reply::Invalid(page) => Reply::InvalidConnect(WithCsp(page, connect_policy(allowed))),
@@ -102,7 +103,7 @@ fn to_list(message: String) -> Flash<Redirect> {
 }
 
 #[get("/platforms")]
-pub async fn index(user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> Result<Reply> {
+pub async fn index(user: &CurrentUser, layout: Layout<'_>, conn: Connection<'_>) -> Result<Reply> {
     let mut db = conn.get().await?;
     let platforms = Platform::list_for_user(&mut *db, user.id).await?;
     let page = IndexPage {
@@ -111,6 +112,7 @@ pub async fn index(user: &CurrentUser, layout: Layout, conn: Connection<'_>) -> 
             .map(|p| PlatformRow {
                 platform: p,
                 label: p.platform_type.label(),
+                host: p.host(),
             })
             .collect(),
     };
@@ -143,7 +145,7 @@ fn default_values() -> PlatformValues {
 #[get("/platforms/new?<instance>")]
 pub fn new(
     _user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     runtime: &rocket::State<Runtime>,
     instance: Option<&str>,
 ) -> Reply {
@@ -160,7 +162,7 @@ pub fn new(
 #[post("/platforms", data = "<form>")]
 pub async fn create(
     user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     form: CsrfForm<PlatformForm>,
@@ -186,7 +188,7 @@ pub async fn create(
 pub async fn edit(
     id: i64,
     user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     runtime: &rocket::State<Runtime>,
 ) -> Result<Reply> {
@@ -211,7 +213,7 @@ pub async fn edit(
 pub async fn update(
     id: i64,
     user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     form: CsrfForm<PlatformForm>,
@@ -315,7 +317,7 @@ pub async fn verify(
 #[post("/platforms/connect", data = "<form>")]
 pub async fn connect(
     user: &CurrentUser,
-    layout: Layout,
+    layout: Layout<'_>,
     conn: Connection<'_>,
     app: App<'_>,
     form: CsrfForm<ConnectForm>,
@@ -366,9 +368,5 @@ pub async fn callback(
 
 /// `@alice@mastodon.social`.
 fn handle(platform: &Platform) -> String {
-    let host = url::Url::parse(&platform.instance_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_default();
-    format!("@{}@{host}", platform.username)
+    format!("@{}@{}", platform.username, platform.host())
 }

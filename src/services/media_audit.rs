@@ -187,13 +187,6 @@ pub struct AuditPage {
     pub publish_blocked: Option<String>,
 }
 
-fn host_of(platform: &Platform) -> String {
-    url::Url::parse(&platform.instance_url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_else(|| platform.instance_url.clone())
-}
-
 fn description_limit(platform: &Platform, audit: Option<&MediaAudit>) -> i64 {
     audit
         .and_then(|a| a.description_limit)
@@ -204,7 +197,7 @@ fn description_limit(platform: &Platform, audit: Option<&MediaAudit>) -> i64 {
 fn publish_blocked(platform: &Platform, audit: Option<&MediaAudit>) -> Option<String> {
     let version = audit?.instance_version.as_deref()?;
     (platform.platform_type == PlatformType::Mastodon && !edits_media_attributes(version))
-        .then(|| old_mastodon_message(&host_of(platform), version))
+        .then(|| old_mastodon_message(platform.host(), version))
 }
 
 pub async fn page(
@@ -228,7 +221,7 @@ pub async fn page(
     )
     .await?;
     Ok(AuditPage {
-        scan: ScanView::of(audit.as_ref(), &host_of(platform)),
+        scan: ScanView::of(audit.as_ref(), platform.host()),
         summary,
         items: items.into_iter().map(ItemView::of).collect(),
         filter,
@@ -253,7 +246,7 @@ pub async fn summary(conn: &ScopedConnection, context: &PlatformContext) -> Resu
     let platform = &context.active;
     if let Some(snapshot) = &context.active_audit {
         return Ok(Summary {
-            scan: ScanView::of(snapshot.audit.as_ref(), &host_of(platform)),
+            scan: ScanView::of(snapshot.audit.as_ref(), platform.host()),
             counts: snapshot.counts,
         });
     }
@@ -261,7 +254,7 @@ pub async fn summary(conn: &ScopedConnection, context: &PlatformContext) -> Resu
     let audit = MediaAudit::find(&mut *db, platform.id).await?;
     let counts = MediaItem::summary(&mut *db, platform.id).await?;
     Ok(Summary {
-        scan: ScanView::of(audit.as_ref(), &host_of(platform)),
+        scan: ScanView::of(audit.as_ref(), platform.host()),
         counts,
     })
 }
@@ -424,7 +417,7 @@ pub async fn progress(conn: &ScopedConnection, platform: &Platform) -> Result<Pr
     };
     Ok(Progress {
         platform_id: platform.id,
-        scan: ScanView::of(audit.as_ref(), &host_of(platform)),
+        scan: ScanView::of(audit.as_ref(), platform.host()),
         summary,
         items: items
             .into_iter()
