@@ -136,13 +136,12 @@ SELECT p.id, p.name, p.id = f.id AS focus, a.scan_state, c.total, c.missing
 FROM platform_connections p
 CROSS JOIN focus f
 LEFT JOIN media_audits a ON a.platform_id = p.id AND p.id = f.id
-LEFT JOIN (SELECT platform_id, count(*) AS total,
+LEFT JOIN (SELECT count(*) AS total,
                   count(CASE WHEN NOT described AND state <> 'published' THEN 1 END) AS missing,
                   count(CASE WHEN state IN ('draft', 'failed') THEN 1 END) AS drafted,
                   count(CASE WHEN state IN ('queued', 'waiting') THEN 1 END) AS queued,
                   count(CASE WHEN state = 'published' THEN 1 END) AS published
-           FROM media_items WHERE platform_id = (SELECT id FROM focus)
-           GROUP BY platform_id) c ON c.platform_id = p.id
+           FROM media_items WHERE platform_id = (SELECT id FROM focus)) c ON p.id = f.id
 WHERE p.user_id = :user AND p.is_active
 ORDER BY p.created_at, p.id"""
 

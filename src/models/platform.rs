@@ -1,3 +1,5 @@
+use std::sync::LazyLock;
+
 use serde::Serialize;
 use sqlx::FromRow;
 
@@ -171,6 +173,38 @@ impl PlatformAuditRow {
     }
 }
 
+/// [`Platform::list_active_with_audit`]'s statement, put together once rather than per request.
+static ACTIVE_WITH_AUDIT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH focus AS (
+             SELECT COALESCE($2, (SELECT id FROM platform_connections
+                                  WHERE user_id = $1 AND is_default AND is_active)) AS id
+         )
+         SELECT p.id, p.user_id, p.name, p.platform_type, p.instance_url, p.username,
+                p.is_active, p.is_default, p.created_at, p.updated_at, p.account_id, p.acct,
+                p.display_name, p.avatar_url, p.followers_count, p.following_count,
+                p.statuses_count, p.verified_at, p.needs_reconnect,
+                p.id = f.id AS focus,
+                a.platform_id AS audit_platform_id, a.scan_state AS audit_scan_state,
+                a.scan_run AS audit_scan_run, a.posts_scanned AS audit_posts_scanned,
+                a.max_posts AS audit_max_posts, a.reached_end AS audit_reached_end,
+                a.scan_requested_at AS audit_scan_requested_at,
+                a.scan_finished_at AS audit_scan_finished_at,
+                a.scan_error AS audit_scan_error,
+                a.instance_version AS audit_instance_version,
+                a.description_limit AS audit_description_limit,
+                a.waiting_until AS audit_waiting_until,
+                c.total, c.missing, c.drafted, c.queued, c.published
+         FROM platform_connections p
+         CROSS JOIN focus f
+         LEFT JOIN media_audits a ON a.platform_id = p.id AND p.id = f.id
+         LEFT JOIN (SELECT {SUMMARY_COLUMNS} FROM media_items
+                    WHERE platform_id = (SELECT id FROM focus)) c ON p.id = f.id
+         WHERE p.user_id = $1 AND p.is_active
+         ORDER BY p.created_at, p.id"
+    )
+});
+
 impl Platform {
     /// The instance's host, as in `@alice@mastodon.social`. `instance_url` is stored normalized
     /// (`scheme://host[:port]`, see `forms::normalize_instance_url`), so this is a slice of it
@@ -209,39 +243,11 @@ impl Platform {
         user_id: i64,
         focus: Option<i64>,
     ) -> Result<Vec<(Platform, Option<AuditSnapshot>)>, sqlx::Error> {
-        let rows: Vec<PlatformAuditRow> = query(&format!(
-            "WITH focus AS (
-                 SELECT COALESCE($2, (SELECT id FROM platform_connections
-                                      WHERE user_id = $1 AND is_default AND is_active)) AS id
-             )
-             SELECT p.id, p.user_id, p.name, p.platform_type, p.instance_url, p.username,
-                    p.is_active, p.is_default, p.created_at, p.updated_at, p.account_id, p.acct,
-                    p.display_name, p.avatar_url, p.followers_count, p.following_count,
-                    p.statuses_count, p.verified_at, p.needs_reconnect,
-                    p.id = f.id AS focus,
-                    a.platform_id AS audit_platform_id, a.scan_state AS audit_scan_state,
-                    a.scan_run AS audit_scan_run, a.posts_scanned AS audit_posts_scanned,
-                    a.max_posts AS audit_max_posts, a.reached_end AS audit_reached_end,
-                    a.scan_requested_at AS audit_scan_requested_at,
-                    a.scan_finished_at AS audit_scan_finished_at,
-                    a.scan_error AS audit_scan_error,
-                    a.instance_version AS audit_instance_version,
-                    a.description_limit AS audit_description_limit,
-                    a.waiting_until AS audit_waiting_until,
-                    c.total, c.missing, c.drafted, c.queued, c.published
-             FROM platform_connections p
-             CROSS JOIN focus f
-             LEFT JOIN media_audits a ON a.platform_id = p.id AND p.id = f.id
-             LEFT JOIN (SELECT platform_id, {SUMMARY_COLUMNS} FROM media_items
-                        WHERE platform_id = (SELECT id FROM focus)
-                        GROUP BY platform_id) c ON c.platform_id = p.id
-             WHERE p.user_id = $1 AND p.is_active
-             ORDER BY p.created_at, p.id"
-        ))
-        .bind(user_id)
-        .bind(focus)
-        .fetch_all(db)
-        .await?;
+        let rows: Vec<PlatformAuditRow> = query(&ACTIVE_WITH_AUDIT)
+            .bind(user_id)
+            .bind(focus)
+            .fetch_all(db)
+            .await?;
         Ok(rows.into_iter().map(PlatformAuditRow::split).collect())
     }
 
