@@ -23,7 +23,8 @@ database and the first answer took.
 
 Environment: TETHER_BENCH_ROUNDS (3), TETHER_BENCH_SECONDS (8), TETHER_BENCH_CONNECTIONS (64),
 TETHER_BENCH_ENGINES (sqlite,postgres), TETHER_BENCH_LARGE (1; 0 skips the large database),
-TETHER_STUB_URL and STUB_ALLOW (set by bench/stub.sh).
+TETHER_STUB_URL and STUB_ALLOW (set by bench/stub.sh), TETHER_BIN and TETHER_HELLO_BIN (other builds
+to compare, such as one with LTO).
 """
 import base64
 import http.client
@@ -39,8 +40,8 @@ import time
 from urllib.parse import urlencode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TETHER = os.path.join(ROOT, "target/release/tether")
-HELLO = os.path.join(ROOT, "target/release/examples/bench_hello")
+TETHER = os.environ.get("TETHER_BIN", os.path.join(ROOT, "target/release/tether"))
+HELLO = os.environ.get("TETHER_HELLO_BIN", os.path.join(ROOT, "target/release/examples/bench_hello"))
 PASSWORD = "bench password, long enough"
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 ROUNDS = int(os.environ.get("TETHER_BENCH_ROUNDS", "3"))
