@@ -23,6 +23,7 @@ database and the first answer took.
 
 Environment: TETHER_BENCH_ROUNDS (3), TETHER_BENCH_SECONDS (8), TETHER_BENCH_CONNECTIONS (64),
 TETHER_BENCH_ENGINES (sqlite,postgres), TETHER_BENCH_LARGE (1; 0 skips the large database),
+TETHER_BENCH_POOL (the pool's max_connections; unset: tether's default),
 TETHER_STUB_URL and STUB_ALLOW (set by bench/stub.sh), TETHER_BIN and TETHER_HELLO_BIN (other builds
 to compare, such as one with LTO).
 """
@@ -46,6 +47,7 @@ PASSWORD = "bench password, long enough"
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]*)"')
 ROUNDS = int(os.environ.get("TETHER_BENCH_ROUNDS", "3"))
 SECONDS = int(os.environ.get("TETHER_BENCH_SECONDS", "8"))
+POOL = os.environ.get("TETHER_BENCH_POOL")
 CONNECTIONS = int(os.environ.get("TETHER_BENCH_CONNECTIONS", "64"))
 ENGINES = os.environ.get("TETHER_BENCH_ENGINES", "sqlite,postgres").split(",")
 LARGE = os.environ.get("TETHER_BENCH_LARGE", "1") != "0"
@@ -118,7 +120,8 @@ class Server:
             ROCKET_ADDRESS="127.0.0.1",
             ROCKET_OUTBOUND_ALLOW_PRIVATE=os.environ.get("STUB_ALLOW", "[]"),
             ROCKET_DATA_DIR=tempfile.mkdtemp(prefix="tether-bench-data-"),
-            ROCKET_DATABASES='{tether={url="%s"}}' % url,
+            ROCKET_DATABASES=('{tether={url="%s"%s}}'
+                              % (url, f", max_connections={POOL}" if POOL else "")),
         )
         self.proc = None
 
