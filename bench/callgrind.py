@@ -2,7 +2,8 @@
 """Instructions per dashboard request (bench/dashboard.sh callgrind): tether under valgrind's
 callgrind, 20 requests to warm up, counters zeroed, N more (default 200), dumped. Instruction
 counts do not depend on what else the machine runs. TOP=<chars> prints the start of the
-inclusive profile. ENGINE=sqlite|postgres. URL_PATH=/healthz measures another path (signed in)."""
+inclusive profile. ENGINE=sqlite|postgres. URL_PATH=/healthz measures another path (signed in). IMAGES=1 gives
+the account the dashboard benchmark's audit of 100 images."""
 import os, sys, subprocess, tempfile, time, glob, http.client
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dashboard as d
@@ -19,6 +20,10 @@ while time.time() < deadline:
         if c.getresponse().status == 200: break
     except OSError: time.sleep(0.2)
 cl = d.sign_up(s, "bench0")
+if os.environ.get("IMAGES") == "1":
+    # The benchmark's audit of 100 images on bench0's active account (bench/seed.py).
+    subprocess.run([sys.executable, os.path.join(d.ROOT, "bench/seed.py"), engine, s.url,
+                    "--bench-user-only"], check=True, stdout=subprocess.DEVNULL)
 N = int(os.environ.get("N", "200"))
 path = os.environ.get("URL_PATH", "/dashboard")
 for _ in range(20): cl.request("GET", path)

@@ -120,7 +120,7 @@ def counts_sql():
 
 # The dashboard's two statements as tether sends them (src/models/session.rs
 # SessionRecord::find_by_token_hash; src/models/platform.rs Platform::list_active_with_audit with
-# src/models/media_item.rs SUMMARY_COLUMNS), for their query plans. :token is a seeded session's
+# src/models/media_item.rs summary_sql), for their query plans. :token is a seeded session's
 # hash, :user the bench user, :focus NULL (a session that has not chosen: its default).
 SESSION_SQL = """SELECT s.id AS session_id, s.user_id, s.active_platform_id, s.csrf_token,
        s.created_at, s.last_seen_at, s.expires_at,
@@ -136,12 +136,17 @@ SELECT p.id, p.name, p.id = f.id AS focus, a.scan_state, c.total, c.missing
 FROM platform_connections p
 CROSS JOIN focus f
 LEFT JOIN media_audits a ON a.platform_id = p.id AND p.id = f.id
-LEFT JOIN (SELECT count(*) AS total,
-                  count(CASE WHEN NOT described AND state <> 'published' THEN 1 END) AS missing,
-                  count(CASE WHEN state IN ('draft', 'failed') THEN 1 END) AS drafted,
-                  count(CASE WHEN state IN ('queued', 'waiting') THEN 1 END) AS queued,
-                  count(CASE WHEN state = 'published' THEN 1 END) AS published
-           FROM media_items WHERE platform_id = (SELECT id FROM focus)) c ON p.id = f.id
+LEFT JOIN (SELECT CAST(coalesce(sum(n), 0) AS BIGINT) AS total,
+                  CAST(coalesce(sum(CASE WHEN NOT described AND state <> 'published' THEN n END), 0)
+                       AS BIGINT) AS missing,
+                  CAST(coalesce(sum(CASE WHEN state IN ('draft', 'failed') THEN n END), 0)
+                       AS BIGINT) AS drafted,
+                  CAST(coalesce(sum(CASE WHEN state IN ('queued', 'waiting') THEN n END), 0)
+                       AS BIGINT) AS queued,
+                  CAST(coalesce(sum(CASE WHEN state = 'published' THEN n END), 0)
+                       AS BIGINT) AS published
+           FROM (SELECT state, described, count(*) AS n FROM media_items
+                 WHERE platform_id = (SELECT id FROM focus) GROUP BY state, described) g) c ON p.id = f.id
 WHERE p.user_id = :user AND p.is_active
 ORDER BY p.created_at, p.id"""
 

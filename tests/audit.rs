@@ -603,3 +603,31 @@ backend_test!(async fn nonsense_in_the_audit_address_is_a_page_or_a_404_never_a_
         .await;
     assert!(odd.status.code >= 400 && odd.status.code < 500, "{}", odd.status);
 });
+
+backend_test!(async fn the_counts_follow_each_images_state_on_the_dashboard_and_in_the_api(app) config = quiet, {
+    let alice = app.user_with_platform("alice").await;
+    let ids = app.mastodon.add_image_posts("alice", 5);
+    scan_now(&app, &alice).await;
+    let mut items_by_post = Vec::new();
+    for post in &ids {
+        let media = app.mastodon.post(post).expect("post").media[0].id.clone();
+        items_by_post.push(item_id(&app, &media).await);
+    }
+    // One published, one queued (described only once it is published), one draft, two untouched.
+    describe(&alice, items_by_post[0], "A lighthouse at dusk", "publish").await;
+    pass(&app).await;
+    describe(&alice, items_by_post[1], "Two gulls on a rail", "publish").await;
+    describe(&alice, items_by_post[2], "Boats in a harbour", "save").await;
+
+    let summary = alice.get("/api/audit").await.json()["summary"].clone();
+    assert_eq!(
+        (&summary["total"], &summary["missing"], &summary["drafted"], &summary["queued"], &summary["published"]),
+        (&5.into(), &4.into(), &1.into(), &1.into(), &1.into()),
+        "{summary}"
+    );
+    let dashboard = alice.get("/dashboard").await;
+    for (count, n) in [("missing", 4), ("total", 5), ("drafted", 1), ("queued", 1), ("published", 1)] {
+        let span = format!(r#"data-count="{count}">{n}<"#);
+        assert!(dashboard.body.contains(&span), "{span} in {}", dashboard.body);
+    }
+});

@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::media_item::SUMMARY_COLUMNS;
+use super::media_item::summary_sql;
 use super::{AuditSnapshot, MediaAudit, MediaSummary, ScanState};
 use crate::db::{query, Exec, Timestamp};
 
@@ -198,10 +198,10 @@ static ACTIVE_WITH_AUDIT: LazyLock<String> = LazyLock::new(|| {
          FROM platform_connections p
          CROSS JOIN focus f
          LEFT JOIN media_audits a ON a.platform_id = p.id AND p.id = f.id
-         LEFT JOIN (SELECT {SUMMARY_COLUMNS} FROM media_items
-                    WHERE platform_id = (SELECT id FROM focus)) c ON p.id = f.id
+         LEFT JOIN ({}) c ON p.id = f.id
          WHERE p.user_id = $1 AND p.is_active
-         ORDER BY p.created_at, p.id"
+         ORDER BY p.created_at, p.id",
+        summary_sql("(SELECT id FROM focus)")
     )
 });
 
