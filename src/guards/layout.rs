@@ -146,7 +146,7 @@ impl<'r> Layout<'r> {
             }
             None => None,
         };
-        let csrf_token = user.map_or(Cow::Borrowed(""), |u| Cow::Borrowed(&u.csrf_token[..]));
+        let csrf_token = Cow::Borrowed(user.map_or("", |u| u.csrf_token.as_str()));
         Layout::of(user, platform, csrf_token, None)
     }
 
