@@ -584,7 +584,8 @@ impl Platform {
 fn host_of(origin: &str) -> &str {
     let rest = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     match rest.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().map_or(rest, |h| &rest[..h.len() + 2]),
+        // An unclosed bracket is never stored, but a slice past it must not panic.
+        Some(v6) => v6.find(']').map_or(rest, |end| &rest[..end + 2]),
         None => rest.split([':', '/']).next().unwrap_or(rest),
     }
 }
@@ -600,6 +601,7 @@ mod tests {
         assert_eq!(host_of("http://127.0.0.1:4000"), "127.0.0.1");
         assert_eq!(host_of("http://[::1]:4000"), "[::1]");
         assert_eq!(host_of("[::1]"), "[::1]");
+        assert_eq!(host_of("https://[::1"), "[::1");
         assert_eq!(host_of("mastodon.social"), "mastodon.social");
     }
 }
