@@ -1,7 +1,7 @@
 //! End to end in headless Chromium (WebDriver through fantoccini, `tests/common/webdriver.rs`):
-//! a release-mode tether on a free loopback port with a temp SQLite database, the stub instance
-//! allow-listed, and axe-core (`tests/e2e/node_modules`, from `npm ci --prefix tests/e2e`)
-//! injected into every page a person passes through.
+//! tether in its release profile on a free loopback port with a temp SQLite database, the stub
+//! instance allow-listed, and axe-core (`tests/e2e/node_modules`, from
+//! `npm ci --prefix tests/e2e`) injected into every page a person passes through.
 //!
 //! - A new person's whole journey with JavaScript: register, connect through the instance's
 //!   sign-in, add a second account with the token form (a mistake first), switch in place and in a

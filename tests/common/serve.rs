@@ -15,23 +15,14 @@ pub fn random_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// The command, ready to spawn; callers set stdio and any further settings.
+/// The command, ready to spawn; callers set stdio and any further settings. The binary is the
+/// one `cargo test` built for this run: the suites need no build of their own.
 pub fn tether_serve(dir: &Path, port: u16, allow_private: &str) -> Command {
-    tether_serve_with(
-        Path::new(env!("CARGO_BIN_EXE_tether")),
-        dir,
-        port,
-        allow_private,
-    )
-}
-
-/// [`tether_serve`] with a binary of the caller's choosing (the e2e suite's release build).
-pub fn tether_serve_with(binary: &Path, dir: &Path, port: u16, allow_private: &str) -> Command {
     let database = format!(
         "{{tether={{url=\"sqlite://{}?mode=rwc\"}}}}",
         dir.join("tether.db").display()
     );
-    let mut command = Command::new(binary);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tether"));
     command
         .arg("serve")
         .current_dir(dir)

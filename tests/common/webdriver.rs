@@ -1,5 +1,5 @@
 //! Headless Chromium through WebDriver (fantoccini over plain http to chromedriver) for the
-//! browser suites: a release-mode tether on a free loopback port, chromedriver, a fresh Chromium
+//! browser suites: tether in its release profile on a free loopback port, chromedriver, a fresh Chromium
 //! profile per session, and a page handle ([`Tab`]) that checks what a person would notice:
 //! axe-core violations, console errors, horizontal scrolling, overlapping or cut text.
 #![allow(dead_code)]
@@ -7,7 +7,6 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
@@ -84,37 +83,14 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-/// tether as it runs in production: `cargo build --release --bin tether`, once per test binary.
-/// `cargo test` has released the build lock by the time tests run, so this shares the target
-/// directory (and, when nothing changed, costs a second).
-pub fn release_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let debug = Path::new(env!("CARGO_BIN_EXE_tether"));
-            let target = debug
-                .parent()
-                .and_then(Path::parent)
-                .expect("target directory");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--release", "--quiet", "--bin", "tether"])
-                .arg("--manifest-path")
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-                .arg("--target-dir")
-                .arg(target)
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "cargo build --release failed");
-            target.join("release").join("tether")
-        })
-        .clone()
-}
-
-/// A release-mode `tether serve` with its own database and keys in `dir`, answering on a free
-/// port; the stub instance at `allow_private` is let through the private-address guard.
+/// `tether serve` in Rocket's release profile (the configuration a deployment runs: keys
+/// required, secure cookies) with its own database and keys in `dir`, answering on a free port;
+/// the stub instance at `allow_private` is let through the private-address guard. It is the
+/// debug build `cargo test` already made: a release build of its own cost CI six minutes.
 pub fn start_tether(dir: &Path, allow_private: &str) -> (Process, String) {
     let port = free_port();
-    let child = serve::tether_serve_with(&release_binary(), dir, port, allow_private)
+    let child = serve::tether_serve(dir, port, allow_private)
+        .env("ROCKET_PROFILE", "release")
         .env("ROCKET_AUDIT_POLL_INTERVAL", "1")
         .env("ROCKET_LOG_LEVEL", "critical")
         .stdin(Stdio::null())
