@@ -157,6 +157,18 @@ async fn register(tab: &mut Tab, username: &str) {
         Some("status")
     );
     tab.wait_for_text("Connect with your instance").await;
+    // The suite exists to run tether as a deployment does: in Rocket's release profile, where
+    // the session cookie is Secure (the debug profile leaves it plain for http://localhost).
+    let session = tab
+        .client
+        .get_named_cookie("tether_session")
+        .await
+        .expect("a session cookie after registering");
+    assert_eq!(
+        session.secure(),
+        Some(true),
+        "tether runs in its release profile"
+    );
 }
 
 /// Types a token form for otto with `token` and sends it.

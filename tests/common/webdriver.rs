@@ -1,7 +1,7 @@
 //! Headless Chromium through WebDriver (fantoccini over plain http to chromedriver) for the
-//! browser suites: tether in its release profile on a free loopback port, chromedriver, a fresh Chromium
-//! profile per session, and a page handle ([`Tab`]) that checks what a person would notice:
-//! axe-core violations, console errors, horizontal scrolling, overlapping or cut text.
+//! browser suites: tether in its release profile on a free loopback port, chromedriver, a fresh
+//! Chromium profile per session, and a page handle ([`Tab`]) that checks what a person would
+//! notice: axe-core violations, console errors, horizontal scrolling, overlapping or cut text.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
